@@ -1,0 +1,49 @@
+"""Fixtures every tier shares: where things are, the reference data, one real trained artifact folder.
+
+Tiers: ``unit/`` needs no network and no subprocess; ``functional/`` uses real fakes (ASGI test
+client, Lambda events, artifact folders on disk); ``integration/`` starts real servers and processes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO_ROOT.parent / "shared"
+REFERENCE_CSV = SHARED_DIR / "data" / "Loan_Data.csv"
+SHARED_EVENTS_DIR = SHARED_DIR / "events"
+PROJECT_CSV = REPO_ROOT / "Data" / "Loan_Data.csv"
+
+
+def run_training(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m training`` exactly as a user would, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "training", "--data", str(data), "--out", str(out), *extra],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+
+
+@pytest.fixture(scope="session")
+def reference_csv() -> Path:
+    """The reference loan book from ../shared; tests that need it skip where it is absent."""
+    if not REFERENCE_CSV.is_file():
+        pytest.skip(f"reference dataset not found at {REFERENCE_CSV}")
+    return REFERENCE_CSV
+
+
+@pytest.fixture(scope="session")
+def trained_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real artifact folder, trained once per session on the project's synthetic data."""
+    out = tmp_path_factory.mktemp("trained") / "artifacts"
+    result = run_training(PROJECT_CSV, out, "--no-mlflow", "--quiet", "--seed", "7")
+    assert result.returncode == 0, f"training failed:\n{result.stdout}\n{result.stderr}"
+    return out
