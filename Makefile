@@ -47,3 +47,24 @@ lock: install ## re-compile requirements/*.txt from the .in files (one version p
 	done && \
 	../$(VENV)/bin/uv pip compile runtime.in -c dev.txt --universal --python-version 3.11 -q --generate-hashes -o runtime.txt && \
 	../$(VENV)/bin/uv pip compile runtime-sklearn.in --universal --python-version 3.11 -q --generate-hashes -o runtime-sklearn.txt
+
+# ---- Web page browser tests (issue 6): Debian's chromium, driven by Playwright ------------------
+# Playwright's own browser download does not work here, so the tests use Debian's package. Where it
+# cannot be installed (not root, no apt, no mirror) the browser tests skip and say why.
+CHROMIUM ?= /usr/bin/chromium
+.PHONY: browser-deps screenshots
+
+browser-deps: ## install Debian's chromium for the browser tests when it is missing
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium for the browser tests (apt-get)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	    || echo "WARNING: apt-get could not install chromium; the browser tests will skip"; \
+	else \
+	  echo "WARNING: $(CHROMIUM) is missing and apt-get needs root; the browser tests will skip"; \
+	fi
+
+pytest: browser-deps
+
+screenshots: install browser-deps ## re-take docs/page-desktop.png and docs/page-phone.png
+	$(PY) -m tests.integration.browser_screenshots
