@@ -68,3 +68,19 @@ pytest: browser-deps
 
 screenshots: install browser-deps ## re-take docs/page-desktop.png and docs/page-phone.png
 	$(PY) -m tests.integration.browser_screenshots
+
+# ---- Training (issue 2): python -m training writes the artifact folder serving loads -------------
+MLFLOW_UI_PORT ?= 5000
+.PHONY: train mlflow-ui
+
+train: install ## train on Data/Loan_Data.csv, write artifacts/ (+ report/index.html) and an MLflow run
+	$(PY) -m training --data $(DATA) --out $(ARTIFACTS)
+
+# The artifact folder as a file target: (re)train only when it is missing or when the data or the
+# training code is newer than it. `run`/`serve` depend on this, not on `train`.
+$(ARTIFACTS)/manifest.json: $(DATA) $(wildcard Data/*) $(wildcard training/*.py) | $(INSTALLED)
+	$(PY) -m training --data $(DATA) --out $(ARTIFACTS)
+
+mlflow-ui: install ## browse training runs and the registered model at http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
+	  --host 127.0.0.1 --port $(MLFLOW_UI_PORT)

@@ -1,0 +1,352 @@
+"""The training run, stage by stage: data -> split -> stats -> candidates -> choice -> artifacts.
+
+Order matters and is the point of this module: the stratified split happens before anything is
+fitted, and every fitted thing (normalization statistics, cross-validation, calibration) sees the
+training rows only. The test rows are touched once per candidate, to measure it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from training.calibration import base_estimator, calibrate, calibration_summary
+from training.candidates import CANDIDATES, Candidate, json_safe_params
+from training.data import LoanBook, load_loan_book
+from training.evaluate import (
+    Contender,
+    Selection,
+    cross_validation_scores,
+    held_out_metrics,
+    select_model,
+)
+from training.export import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    ONNX_FILE,
+    REPORT_DIR,
+    STATS_FILE,
+    file_hashes,
+    staging_folder,
+    write_json,
+)
+from training.manifest import SCHEMA_VERSION, library_versions, new_model_version, utc_now
+from training.normalization import FeatureStats, compute_stats, normalize, stats_to_json
+from training.onnx_export import convert_to_onnx, verify_parity
+from training.progress import Progress
+from training.report import INDEX_FILE, ReportInput, write_report
+from training.results import CandidateResult
+from training.schema import DECISION_THRESHOLD, FEATURES, TARGET
+from training.split import TEST_FRACTION, Split, stratified_split
+from training.tracking import RunPayload, TrainingTracker
+
+DEFAULT_SEED = 42
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """What ``python -m training`` was asked to do."""
+
+    data: Path
+    out: Path
+    seed: int = DEFAULT_SEED
+    track: bool = True
+    candidates: tuple[Candidate, ...] = CANDIDATES
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """Where the artifacts went and what the manifest says."""
+
+    out: Path
+    manifest: dict[str, Any]
+    report_index: Path
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The loan book split and normalized with training-split statistics."""
+
+    book: LoanBook
+    split: Split
+    stats: FeatureStats
+    train_features: npt.NDArray[np.float64]
+    test_features: npt.NDArray[np.float64]
+
+    @property
+    def train_target(self) -> npt.NDArray[np.int64]:
+        """Targets of the training rows."""
+        return self.book.target[self.split.train]
+
+    @property
+    def test_target(self) -> npt.NDArray[np.int64]:
+        """Targets of the held-out rows."""
+        return self.book.target[self.split.test]
+
+
+def prepare_data(book: LoanBook, seed: int) -> PreparedData:
+    """Split first, then compute statistics on the training rows and normalize both parts."""
+    split = stratified_split(book.target, seed)
+    stats = compute_stats(book.features[split.train])
+    return PreparedData(
+        book=book,
+        split=split,
+        stats=stats,
+        train_features=normalize(book.features[split.train], stats),
+        test_features=normalize(book.features[split.test], stats),
+    )
+
+
+def fit_candidate(candidate: Candidate, data: PreparedData, seed: int) -> CandidateResult:
+    """Cross-validate on the training rows, calibrate on them, measure on the test rows."""
+    began = time.perf_counter()
+    cv = cross_validation_scores(
+        candidate.build(seed), data.train_features, data.train_target, seed
+    )
+    calibrated = calibrate(candidate.build(seed), data.train_features, data.train_target, seed)
+    base = base_estimator(calibrated)
+    probability = calibrated.predict_proba(data.test_features)[:, 1]
+    raw_probability = base.predict_proba(data.test_features)[:, 1]
+    metrics = held_out_metrics(data.test_target, probability)
+    raw = held_out_metrics(data.test_target, raw_probability)
+    metrics["cv"] = cv
+    metrics["uncalibrated"] = {key: raw[key] for key in ("f1", "roc_auc", "brier", "log_loss")}
+    return CandidateResult(
+        candidate=candidate,
+        calibrated_model=calibrated,
+        base_model=base,
+        test_probability=np.asarray(probability, dtype=np.float64),
+        test_probability_uncalibrated=np.asarray(raw_probability, dtype=np.float64),
+        metrics=metrics,
+        seconds=time.perf_counter() - began,
+    )
+
+
+def choose(results: list[CandidateResult]) -> Selection:
+    """Apply the selection rule to the fitted candidates."""
+    return select_model(
+        [Contender(r.name, r.candidate.complexity, float(r.metrics["f1"])) for r in results]
+    )
+
+
+def run_training(config: TrainingConfig, progress: Progress) -> TrainingOutcome:
+    """Train, choose, export and track; the artifact folder appears only when all succeeded."""
+    with progress.stage(f"load and validate {config.data}"):
+        book = load_loan_book(config.data)
+    with progress.stage(
+        f"stratified split ({1 - TEST_FRACTION:.0%} train / {TEST_FRACTION:.0%} test) "
+        "and normalization statistics from the training rows"
+    ):
+        data = prepare_data(book, config.seed)
+
+    results = []
+    for candidate in config.candidates:
+        with progress.stage(f"{candidate.name}: cross-validate, calibrate, evaluate"):
+            result = fit_candidate(candidate, data, config.seed)
+        results.append(result)
+        metrics = result.metrics
+        progress.say(
+            f"  {candidate.name}: F1 {metrics['f1']:.4f}  ROC AUC {metrics['roc_auc']:.4f}  "
+            f"Brier {metrics['brier']:.4f} (uncalibrated {metrics['uncalibrated']['brier']:.4f})"
+        )
+    selection = choose(results)
+    chosen = next(result for result in results if result.name == selection.name)
+    progress.say(f"chosen: {selection.name} - {selection.reason}")
+
+    created = utc_now()
+    model_version = new_model_version(created)
+    manifest = _manifest(
+        config=config,
+        data=data,
+        results=results,
+        chosen=chosen,
+        selection=selection,
+        model_version=model_version,
+        created=created,
+    )
+
+    with staging_folder(config.out) as staging:
+        with progress.stage("export best_model.pkl, model.onnx (parity-checked), stats.json"):
+            _export_models(chosen, data, staging, model_version)
+        manifest["files"] = file_hashes(staging)
+        with progress.stage("training report (plots + index.html)"):
+            write_report(
+                ReportInput(
+                    results=results,
+                    chosen=selection.name,
+                    reason=selection.reason,
+                    test_target=data.test_target,
+                    stats=data.stats,
+                    data=manifest["data"],
+                    calibration=manifest["model"]["calibration"],
+                    model_version=model_version,
+                    created_at=manifest["created_at"],
+                    seed=config.seed,
+                ),
+                staging / REPORT_DIR,
+            )
+        with progress.stage("MLflow tracking"), TrainingTracker(enabled=config.track) as tracker:
+            payload = _run_payload(
+                config=config,
+                data=data,
+                results=results,
+                chosen=chosen,
+                manifest=manifest,
+                folder=staging,
+            )
+            tracker.log_run(payload)
+            manifest["mlflow_run_id"] = tracker.run_id
+            manifest["mlflow"] = tracker.summary()
+            write_json(staging / MANIFEST_FILE, manifest)
+            tracker.log_manifest(manifest)
+        if tracker.status == "tracked":
+            progress.say(f"  MLflow run {tracker.run_id} at {tracker.tracking_uri}")
+    return TrainingOutcome(
+        out=config.out, manifest=manifest, report_index=config.out / REPORT_DIR / INDEX_FILE
+    )
+
+
+def _export_models(
+    chosen: CandidateResult, data: PreparedData, folder: Path, model_version: str
+) -> None:
+    import joblib
+
+    model = chosen.calibrated_model
+    _single_threaded_for_serving(chosen.base_model)
+    joblib.dump(model, folder / MODEL_FILE)
+    (folder / STATS_FILE).write_text(stats_to_json(data.stats), encoding="utf-8")
+    onnx_bytes = convert_to_onnx(
+        model, metadata={"model_version": model_version, "features": ",".join(FEATURES)}
+    ).SerializeToString()
+    all_rows = normalize(data.book.features, data.stats)
+    verify_parity(model, onnx_bytes, all_rows)
+    (folder / ONNX_FILE).write_bytes(onnx_bytes)
+
+
+def _single_threaded_for_serving(base_model: Any) -> None:
+    """A served forest scores one loan at a time: thread fan-out would only add latency."""
+    if "n_jobs" in base_model.get_params(deep=False):
+        base_model.set_params(n_jobs=None)
+
+
+def _manifest(
+    *,
+    config: TrainingConfig,
+    data: PreparedData,
+    results: list[CandidateResult],
+    chosen: CandidateResult,
+    selection: Selection,
+    model_version: str,
+    created: Any,
+) -> dict[str, Any]:
+    book = data.book
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model_version": model_version,
+        "created_at": created.isoformat().replace("+00:00", "Z"),
+        "features": list(FEATURES),
+        "target": TARGET,
+        "threshold": DECISION_THRESHOLD,
+        "model": {
+            "name": chosen.name,
+            "summary": chosen.candidate.summary,
+            "params": json_safe_params(chosen.base_model),
+            "calibration": calibration_summary(
+                chosen.metrics["uncalibrated"]["brier"], chosen.metrics["brier"]
+            ),
+            "selection_reason": selection.reason,
+            "selection_rule": "highest held-out F1 at the threshold; on a tie the simpler model",
+        },
+        "metrics": {result.name: result.metrics for result in results},
+        "data": {
+            "source": book.path.name,
+            "rows": book.rows,
+            "train_rows": int(data.split.train.size),
+            "test_rows": int(data.split.test.size),
+            "test_fraction": TEST_FRACTION,
+            "split": "stratified on the target, before any fitting",
+            "sha256": book.sha256,
+            "default_rate": book.default_rate,
+            "train_default_rate": float(data.train_target.mean()),
+            "test_default_rate": float(data.test_target.mean()),
+        },
+        "files": {},
+        "versions": library_versions(),
+        "mlflow_run_id": None,
+        "mlflow": {
+            "status": "disabled",
+            "tracking_uri": None,
+            "detail": None,
+            "registered_model": None,
+        },
+        "seed": config.seed,
+    }
+
+
+def _run_payload(
+    *,
+    config: TrainingConfig,
+    data: PreparedData,
+    results: list[CandidateResult],
+    chosen: CandidateResult,
+    manifest: dict[str, Any],
+    folder: Path,
+) -> RunPayload:
+    params: dict[str, Any] = {
+        "seed": config.seed,
+        "chosen_model": chosen.name,
+        "threshold": DECISION_THRESHOLD,
+        "test_fraction": TEST_FRACTION,
+        "calibration_method": manifest["model"]["calibration"]["method"],
+        "data_rows": data.book.rows,
+        "data_sha256": data.book.sha256,
+    }
+    metrics: dict[str, float] = {}
+    for result in results:
+        for key, value in json_safe_params(result.base_model).items():
+            params[f"{result.name}.{key}"] = value
+        for key, value in result.metrics.items():
+            if isinstance(value, float):
+                metrics[f"{result.name}.{key}"] = value
+        for key, value in result.metrics["cv"].items():
+            metrics[f"{result.name}.cv_{key}"] = float(value)
+        for key, value in result.metrics["uncalibrated"].items():
+            metrics[f"{result.name}.uncalibrated_{key}"] = float(value)
+    for key, value in chosen.metrics.items():
+        if isinstance(value, float):
+            metrics[f"chosen.{key}"] = value
+    example = data.train_features[:5]
+    return RunPayload(
+        params=params,
+        metrics=metrics,
+        tags={
+            "model_version": manifest["model_version"],
+            "chosen_model": chosen.name,
+            "selection_reason": manifest["model"]["selection_reason"],
+            "data_sha256": data.book.sha256,
+            "data_source": data.book.path.name,
+        },
+        artifact_files=[
+            (folder / STATS_FILE, None),
+            (folder / ONNX_FILE, "onnx"),
+        ],
+        artifact_dirs=[(folder / REPORT_DIR, "report")],
+        model=chosen.calibrated_model,
+        input_example=example,
+        output_example=chosen.calibrated_model.predict_proba(example),
+        pip_requirements=_pip_requirements(manifest["versions"]),
+    )
+
+
+def _pip_requirements(versions: dict[str, Any]) -> list[str]:
+    """Pinned requirements for the logged model (MLflow would otherwise infer them slowly)."""
+    return [
+        f"{name}=={versions[name]}"
+        for name in ("scikit-learn", "numpy", "scipy", "joblib")
+        if versions.get(name)
+    ]

@@ -1,0 +1,229 @@
+"""MLflow tracking of a training run; it never blocks or fails training.
+
+* ``mlflow`` is imported only when tracking is on (``--no-mlflow`` never imports it).
+* Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else a SQLite store at the repository root
+  (an absolute path, so ``python -m training`` from any folder finds the same store).
+* A remote server is probed with a plain TCP connect and a ``GET /health`` (3 s each) before
+  MLflow is touched; MLflow's own HTTP client is told not to retry and to time out after 5 s
+  (its defaults retry for minutes). A dead server costs at most a few seconds: training warns,
+  goes on, and the manifest says ``"unreachable"``.
+* Every MLflow call is guarded: a failure turns into a warning and a recorded status, never into
+  a failed training run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TRACKING_URI = f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
+DEFAULT_ARTIFACT_ROOT = REPO_ROOT / "mlruns"
+EXPERIMENT_NAME = "loan-default"
+REGISTERED_MODEL_NAME = "loan-default"
+PROBE_TIMEOUT_SECONDS = 3.0
+
+MLFLOW_CLIENT_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+"""Applied (unless the user set them) before mlflow is imported."""
+
+TrackingStatus = Literal["tracked", "disabled", "unreachable"]
+
+
+@dataclass(frozen=True)
+class RunPayload:
+    """Everything a training run logs to MLflow."""
+
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    artifact_files: list[tuple[Path, str | None]]
+    artifact_dirs: list[tuple[Path, str]]
+    model: Any
+    input_example: Any
+    output_example: Any
+    pip_requirements: list[str]
+
+
+@dataclass
+class TrainingTracker:
+    """One MLflow run around a training; a context manager whose failures are only warnings."""
+
+    enabled: bool
+    tracking_uri: str | None = None
+    status: TrackingStatus = "disabled"
+    detail: str | None = None
+    run_id: str | None = None
+    registered_model: dict[str, str] | None = None
+    warnings: list[str] = field(default_factory=list)
+    _mlflow: Any = None
+
+    def __enter__(self) -> TrainingTracker:
+        if not self.enabled:
+            self.detail = "tracking disabled with --no-mlflow"
+            return self
+        self.tracking_uri = resolve_tracking_uri()
+        problem = probe_tracking_server(self.tracking_uri)
+        if problem is not None:
+            self._give_up(problem)
+            return self
+        try:
+            self._start_run()
+        except Exception as error:
+            self._give_up(f"could not start an MLflow run: {_one_line(error)}")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._mlflow is None or self.run_id is None:
+            return
+        try:
+            self._mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
+        except Exception as error:
+            self._warn(f"could not close the MLflow run: {_one_line(error)}")
+
+    @property
+    def active(self) -> bool:
+        """True while there is a run to log to."""
+        return self._mlflow is not None and self.status == "tracked"
+
+    def log_run(self, payload: RunPayload) -> None:
+        """Params, metrics, tags, artifacts and the model (registered where the store allows)."""
+        if not self.active:
+            return
+        mlflow = self._mlflow
+        try:
+            mlflow.log_params(payload.params)
+            mlflow.log_metrics(payload.metrics)
+            mlflow.set_tags(payload.tags)
+            for path, artifact_path in payload.artifact_files:
+                mlflow.log_artifact(str(path), artifact_path=artifact_path)
+            for folder, artifact_path in payload.artifact_dirs:
+                mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
+        except Exception as error:
+            self._give_up(f"logging to MLflow failed: {_one_line(error)}")
+            return
+        self._log_model(payload)
+
+    def log_manifest(self, manifest: dict[str, Any]) -> None:
+        """The final manifest, so the run and the artifact folder point at each other."""
+        if not self.active:
+            return
+        try:
+            self._mlflow.log_dict(manifest, "manifest.json")
+        except Exception as error:
+            self._give_up(f"logging the manifest to MLflow failed: {_one_line(error)}")
+
+    def summary(self) -> dict[str, Any]:
+        """The manifest's ``mlflow`` entry."""
+        return {
+            "status": self.status,
+            "tracking_uri": self.tracking_uri,
+            "detail": self.detail,
+            "registered_model": self.registered_model,
+        }
+
+    def _start_run(self) -> None:
+        for name, value in MLFLOW_CLIENT_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        import mlflow
+
+        assert self.tracking_uri is not None
+        mlflow.set_tracking_uri(self.tracking_uri)
+        if mlflow.get_experiment_by_name(EXPERIMENT_NAME) is None:
+            artifact_location = None
+            if self.tracking_uri == DEFAULT_TRACKING_URI:
+                artifact_location = DEFAULT_ARTIFACT_ROOT.as_uri()
+            mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_location)
+        mlflow.set_experiment(EXPERIMENT_NAME)
+        run = mlflow.start_run(run_name="training")
+        self._mlflow = mlflow
+        self.run_id = run.info.run_id
+        self.status = "tracked"
+
+    def _log_model(self, payload: RunPayload) -> None:
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        mlflow = self._mlflow
+        signature = infer_signature(payload.input_example, payload.output_example)
+        try:
+            info = mlflow.sklearn.log_model(
+                payload.model,
+                name="model",
+                signature=signature,
+                input_example=payload.input_example,
+                pip_requirements=payload.pip_requirements,
+                pyfunc_predict_fn="predict_proba",
+            )
+        except Exception as error:
+            self._give_up(f"logging the model to MLflow failed: {_one_line(error)}")
+            return
+        try:
+            version = mlflow.register_model(
+                info.model_uri, REGISTERED_MODEL_NAME, await_registration_for=10
+            )
+        except Exception as error:
+            self.detail = f"model logged but not registered: {_one_line(error)}"
+            self._warn(self.detail)
+            return
+        self.registered_model = {"name": REGISTERED_MODEL_NAME, "version": str(version.version)}
+
+    def _give_up(self, problem: str) -> None:
+        self.status = "unreachable"
+        self.detail = problem
+        self._warn(f"MLflow tracking at {self.tracking_uri}: {problem}; training goes on")
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def resolve_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set and non-empty, else the repository's SQLite store."""
+    configured = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    return configured or DEFAULT_TRACKING_URI
+
+
+def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> str | None:
+    """None when an HTTP(S) tracking server answers (or the store is local), else why not."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return None
+    host = parts.hostname
+    if not host:
+        return f"tracking URI {uri!r} has no host"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as error:
+        return f"cannot connect to {host}:{port} ({_one_line(error) or type(error).__name__})"
+    health = f"{uri.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout):  # http(s) only, checked above
+            return None
+    except urllib.error.HTTPError:
+        return None  # the server answered (auth or a proxy may reject /health): reachable
+    except (urllib.error.URLError, OSError) as error:
+        return f"{health} did not answer within {timeout:g}s ({_one_line(error)})"
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
