@@ -12,6 +12,7 @@ is therefore a single estimator plus a two-parameter sigmoid: small and fast to 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,11 +58,28 @@ def calibration_summary(brier_uncalibrated: float, brier_calibrated: float) -> d
     }
 
 
+@dataclass(frozen=True)
+class ReliabilityCurve:
+    """Per non-empty probability bin: mean predicted P(default), observed rate, loan count."""
+
+    predicted: npt.NDArray[np.float64]
+    observed: npt.NDArray[np.float64]
+    counts: npt.NDArray[np.int64]
+
+
 def reliability_curve(
     target: npt.NDArray[np.int64], probability: npt.NDArray[np.float64], bins: int = 10
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Mean predicted vs observed default rate per probability bin (the reliability diagram)."""
-    from sklearn.calibration import calibration_curve
-
-    observed, predicted = calibration_curve(target, probability, n_bins=bins, strategy="uniform")
-    return np.asarray(predicted, dtype=np.float64), np.asarray(observed, dtype=np.float64)
+) -> ReliabilityCurve:
+    """The reliability diagram's points, with counts: a near-separable loan book leaves the
+    middle bins almost empty, and a reader must see how little evidence such a point carries."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probability, edges[1:-1], right=True), 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    filled = counts > 0
+    predicted = np.bincount(which, weights=probability, minlength=bins)[filled] / counts[filled]
+    observed = np.bincount(which, weights=target, minlength=bins)[filled] / counts[filled]
+    return ReliabilityCurve(
+        predicted=predicted.astype(np.float64),
+        observed=observed.astype(np.float64),
+        counts=counts[filled].astype(np.int64),
+    )

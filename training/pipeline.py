@@ -190,7 +190,10 @@ def run_training(config: TrainingConfig, progress: Progress) -> TrainingOutcome:
                 ),
                 staging / REPORT_DIR,
             )
-        with progress.stage("MLflow tracking"), TrainingTracker(enabled=config.track) as tracker:
+        with (
+            progress.stage("MLflow tracking"),
+            TrainingTracker(enabled=config.track, quiet=progress.quiet) as tracker,
+        ):
             payload = _run_payload(
                 config=config,
                 data=data,

@@ -123,35 +123,43 @@ def _plot_calibration(report: ReportInput, path: Path) -> None:
     figure, axis = _figure()
     axis.plot([0, 1], [0, 1], color="#999999", linestyle=":", linewidth=1, label="perfect")
     for colour, result in zip(_COLOURS, report.results, strict=False):
-        predicted, observed = reliability_curve(report.test_target, result.test_probability)
-        axis.plot(
-            predicted,
-            observed,
-            marker="o",
-            color=colour,
-            label=f"{result.name} calibrated (Brier {result.metrics['brier']:.4f})",
+        curves = (
+            ("calibrated", result.test_probability, result.metrics["brier"], "-", 1.0),
+            (
+                "uncalibrated",
+                result.test_probability_uncalibrated,
+                result.metrics["uncalibrated"]["brier"],
+                "--",
+                0.45,
+            ),
         )
-        raw_predicted, raw_observed = reliability_curve(
-            report.test_target, result.test_probability_uncalibrated
-        )
-        raw_brier = result.metrics["uncalibrated"]["brier"]
-        axis.plot(
-            raw_predicted,
-            raw_observed,
-            marker="x",
-            linestyle="--",
-            color=colour,
-            alpha=0.6,
-            label=f"{result.name} uncalibrated (Brier {raw_brier:.4f})",
-        )
+        for kind, probability, brier, style, alpha in curves:
+            curve = reliability_curve(report.test_target, probability)
+            axis.plot(
+                curve.predicted,
+                curve.observed,
+                linestyle=style,
+                color=colour,
+                alpha=alpha,
+                label=f"{result.name} {kind} (Brier {brier:.4f})",
+            )
+            axis.scatter(
+                curve.predicted,
+                curve.observed,
+                s=12 + 8 * np.sqrt(curve.counts),
+                color=colour,
+                alpha=alpha,
+                edgecolors="white",
+                linewidths=0.5,
+            )
     axis.set(
-        xlabel="mean predicted P(default)",
-        ylabel="observed default rate",
-        title="Reliability (test split, 10 bins)",
-        xlim=(0, 1),
-        ylim=(0, 1),
+        xlabel="mean predicted P(default) in bin",
+        ylabel="observed default rate in bin",
+        title="Reliability (test split, 10 bins; area ~ loans)",
+        xlim=(-0.02, 1.02),
+        ylim=(-0.02, 1.02),
     )
-    axis.legend(loc="upper left", fontsize="small")
+    axis.legend(loc="upper left", fontsize="x-small")
     _save(figure, path)
 
 

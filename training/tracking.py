@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -61,6 +62,7 @@ class TrainingTracker:
     """One MLflow run around a training; a context manager whose failures are only warnings."""
 
     enabled: bool
+    quiet: bool = False
     tracking_uri: str | None = None
     status: TrackingStatus = "disabled"
     detail: str | None = None
@@ -143,6 +145,9 @@ class TrainingTracker:
             os.environ.setdefault(name, value)
         import mlflow
 
+        if self.quiet:
+            for name in ("mlflow", "alembic"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         assert self.tracking_uri is not None
         mlflow.set_tracking_uri(self.tracking_uri)
         if mlflow.get_experiment_by_name(EXPERIMENT_NAME) is None:
@@ -170,6 +175,7 @@ class TrainingTracker:
                 input_example=payload.input_example,
                 pip_requirements=payload.pip_requirements,
                 pyfunc_predict_fn="predict_proba",
+                skops_trusted_types=scikit_learn_types(payload.model),
             )
         except Exception as error:
             self._give_up(f"logging the model to MLflow failed: {_one_line(error)}")
@@ -192,6 +198,19 @@ class TrainingTracker:
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
         print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def scikit_learn_types(model: Any) -> list[str]:
+    """The scikit-learn classes skops must be told to trust to reload this model.
+
+    MLflow stores scikit-learn models with skops (no arbitrary pickle code on load), which refuses
+    classes outside its default allow-list, such as the calibration wrapper. Only scikit-learn's
+    own classes are vouched for; anything else stays untrusted and makes logging fail loudly.
+    """
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    return [name for name in untrusted if name.startswith("sklearn.")]
 
 
 def resolve_tracking_uri() -> str:
