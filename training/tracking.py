@@ -13,12 +13,14 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import socket
 import sys
 import urllib.error
 import urllib.request
+from contextlib import nullcontext, redirect_stderr
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +29,6 @@ from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRACKING_URI = f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
-DEFAULT_ARTIFACT_ROOT = REPO_ROOT / "mlruns"
 EXPERIMENT_NAME = "loan-default"
 REGISTERED_MODEL_NAME = "loan-default"
 PROBE_TIMEOUT_SECONDS = 3.0
@@ -149,12 +150,10 @@ class TrainingTracker:
             for name in ("mlflow", "alembic"):
                 logging.getLogger(name).setLevel(logging.WARNING)
         assert self.tracking_uri is not None
+        artifact_root = local_artifact_root(self.tracking_uri)
         mlflow.set_tracking_uri(self.tracking_uri)
         if mlflow.get_experiment_by_name(EXPERIMENT_NAME) is None:
-            artifact_location = None
-            if self.tracking_uri == DEFAULT_TRACKING_URI:
-                artifact_location = DEFAULT_ARTIFACT_ROOT.as_uri()
-            mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_location)
+            mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=artifact_root)
         mlflow.set_experiment(EXPERIMENT_NAME)
         run = mlflow.start_run(run_name="training")
         self._mlflow = mlflow
@@ -181,9 +180,12 @@ class TrainingTracker:
             self._give_up(f"logging the model to MLflow failed: {_one_line(error)}")
             return
         try:
-            version = mlflow.register_model(
-                info.model_uri, REGISTERED_MODEL_NAME, await_registration_for=10
-            )
+            # register_model prints its chatter to stderr itself; --quiet means quiet.
+            chatter = redirect_stderr(io.StringIO()) if self.quiet else nullcontext()
+            with chatter:
+                version = mlflow.register_model(
+                    info.model_uri, REGISTERED_MODEL_NAME, await_registration_for=10
+                )
         except Exception as error:
             self.detail = f"model logged but not registered: {_one_line(error)}"
             self._warn(self.detail)
@@ -211,6 +213,22 @@ def scikit_learn_types(model: Any) -> list[str]:
 
     untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     return [name for name in untrusted if name.startswith("sklearn.")]
+
+
+def local_artifact_root(uri: str) -> str | None:
+    """For a local SQLite store, an ``mlruns/`` folder beside the database file.
+
+    Without it MLflow puts a new experiment's artifacts under ``./mlruns`` of whatever folder
+    training was started from; beside the database, runs and their files stay together. The
+    database's folder is created here too, since SQLite will not create it. Other stores (a
+    tracking server, Databricks) choose their own artifact location: None.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri == f"{prefix}:memory:":
+        return None
+    database = Path(uri.removeprefix(prefix)).resolve()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return (database.parent / "mlruns").as_uri()
 
 
 def resolve_tracking_uri() -> str:
