@@ -47,3 +47,15 @@ def trained_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run_training(PROJECT_CSV, out, "--no-mlflow", "--quiet", "--seed", "7")
     assert result.returncode == 0, f"training failed:\n{result.stdout}\n{result.stderr}"
     return out
+
+
+@pytest.fixture(scope="session")
+def reference_artifacts(reference_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifact folder trained on the reference dataset (seed 42, no MLflow), once per session.
+
+    This is also the end-to-end run: ``python -m training`` on the reference data, in a temp folder.
+    """
+    out = tmp_path_factory.mktemp("trained-reference") / "artifacts"
+    result = run_training(reference_csv, out, "--no-mlflow", "--quiet", "--seed", "42")
+    assert result.returncode == 0, f"training failed:\n{result.stdout}\n{result.stderr}"
+    return out
