@@ -84,3 +84,26 @@ $(ARTIFACTS)/manifest.json: $(DATA) $(wildcard Data/*) $(wildcard training/*.py)
 mlflow-ui: install ## browse training runs and the registered model at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
 	  --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
+
+# ---- AWS CDK (issue 5): both stacks synthesized offline with the pinned CDK CLI -------------------
+# package.json pins the CLI; `npm ci` installs exactly package-lock.json into node_modules/ (git-ignored)
+# and writes node_modules/.package-lock.json, which serves as the stamp. Synthesis needs no AWS account:
+# no telemetry, no version check, no notices fetch. Node 20 is end-of-life for jsii: silence that banner.
+CDK := node_modules/.bin/cdk
+CDK_CLI_STAMP := node_modules/.package-lock.json
+CDK_ENV := CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=true \
+	JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
+.PHONY: cdk-cli synth
+
+$(CDK_CLI_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+cdk-cli: $(CDK_CLI_STAMP) ## install the pinned AWS CDK CLI into node_modules/ (npm ci)
+
+synth: install $(CDK_CLI_STAMP) $(ARTIFACTS)/manifest.json ## cdk synth both stacks into cdk.out/ (offline; trains first if needed)
+	$(CDK_ENV) $(CDK) synth --quiet --no-notices -c artifact_dir=$(ARTIFACTS)
+	@ls -1 cdk.out/*.template.json
+
+# The integration tests run the CLI: a brand-new machine gets it before the suite starts.
+pytest: $(CDK_CLI_STAMP)

@@ -1,0 +1,25 @@
+"""The serving environment variables (CONTRACTS.md), identical on Lambda and on Fargate."""
+
+from __future__ import annotations
+
+from infra_cdk.settings import Settings
+
+# The image's task root: main.py, loan_service/ and artifacts/ live here (Dockerfile.lambda).
+TASK_ROOT = "/var/task"
+POWERTOOLS_SERVICE_NAME = "loan-default"
+POWERTOOLS_METRICS_NAMESPACE = "LoanDefault"
+
+
+def service_environment(settings: Settings) -> dict[str, str]:
+    """Plain configuration only: the MLflow token travels as a Secrets Manager ARN, not a value."""
+    environment = {
+        "ARTIFACT_DIR": f"{TASK_ROOT}/artifacts",
+        "LOG_LEVEL": settings.log_level,
+        "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_METRICS_NAMESPACE,
+    }
+    if settings.mlflow_tracking_uri:
+        environment["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+    if settings.mlflow_tracking_token_secret_arn:
+        environment["MLFLOW_TRACKING_TOKEN_SECRET_ARN"] = settings.mlflow_tracking_token_secret_arn
+    return environment

@@ -1,0 +1,85 @@
+"""The two deployable stacks. Each composes the shared image construct with one front door.
+
+They are independent (no cross-stack references): deploy either, or both. Both create the image
+construct with the same properties, so the asset hash - and the pushed image - is shared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra_cdk.fargate_service import FargateService
+from infra_cdk.image import ServiceImage
+from infra_cdk.serverless_api import ServerlessApi
+from infra_cdk.settings import Settings
+
+
+class ServerlessStack(Stack):
+    """Lambda (container image) behind API Gateway REST: pay per request, scales to zero."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        project_root: Path,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.image = ServiceImage(
+            self,
+            "Image",
+            project_root=project_root,
+            artifact_dir=settings.artifact_dir,
+            architecture=settings.architecture,
+        )
+        self.api = ServerlessApi(self, "Serverless", image=self.image, settings=settings)
+        CfnOutput(
+            self,
+            "ApiUrl",
+            value=self.api.api.url,
+            description="Base URL (stage /prod/ included): GET / is the web page",
+        )
+        if self.api.api_key is not None:
+            CfnOutput(
+                self,
+                "ApiKeyId",
+                value=self.api.api_key.key_id,
+                description="aws apigateway get-api-key --include-value --api-key <id>",
+            )
+        CfnOutput(self, "FunctionName", value=self.api.function.function_name)
+
+
+class FargateStack(Stack):
+    """The same image on ECS Fargate behind an ALB: always on, for steady high traffic."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        project_root: Path,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.image = ServiceImage(
+            self,
+            "Image",
+            project_root=project_root,
+            artifact_dir=settings.artifact_dir,
+            architecture=settings.architecture,
+        )
+        self.fargate = FargateService(self, "Fargate", image=self.image, settings=settings)
+        CfnOutput(
+            self,
+            "ServiceUrl",
+            value=self.fargate.url,
+            description="Base URL of the ALB (GET / is the web page)",
+        )
+        CfnOutput(self, "ClusterName", value=self.fargate.cluster.cluster_name)
