@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from playwright.sync_api import expect
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_DIR = REPO_ROOT / "lambda"
 CHROMIUM_PATH = Path("/usr/bin/chromium")
@@ -57,12 +59,12 @@ FEATURES = (
 )
 # The values the page prefills; tests post the same loan straight to the API to compare answers.
 PAGE_EXAMPLE_LOAN: dict[str, float | int] = {
-    "credit_lines_outstanding": 2,
+    "credit_lines_outstanding": 3,
     "loan_amt_outstanding": 4500,
-    "total_debt_outstanding": 9000,
+    "total_debt_outstanding": 13000,
     "income": 60000,
     "years_employed": 4,
-    "fico_score": 640,
+    "fico_score": 610,
 }
 # Headers that belong to one hop of a connection, never forwarded by a proxy (RFC 9110 §7.6.1).
 HOP_BY_HOP = {
@@ -77,6 +79,15 @@ HOP_BY_HOP = {
     "host",
     "content-length",
 }
+
+
+def percent(probability: float) -> str:
+    """How the page writes a probability: one decimal; never 0.0% or 100.0% unless it is exact."""
+    if 0 < probability < 0.0005:
+        return "<0.1%"
+    if 0.9995 <= probability < 1:
+        return ">99.9%"
+    return f"{probability * 100:.1f}%"
 
 
 def free_port() -> int:
@@ -244,9 +255,8 @@ class StagePrefixProxy:
 def open_page(tab: Any, url: str) -> None:
     """Load the page and wait until its GET /model call has settled (success or failure)."""
     tab.goto(url)
-    tab.wait_for_function(
-        "document.getElementById('model-summary').textContent !== 'Model details are loading.'"
-    )
+    # Locator expectations, not wait_for_function: the page's CSP forbids eval, which that uses.
+    expect(tab.locator("#model-summary")).not_to_have_text("Model details are loading.")
 
 
 def fill_loan(tab: Any, values: dict[str, object]) -> None:
@@ -261,9 +271,7 @@ def submit_single_loan(tab: Any) -> Any:
         lambda response: response.url.endswith("/predict") and response.request.method == "POST"
     ) as answer:
         tab.get_by_role("button", name="Estimate risk").click()
-    tab.wait_for_function(
-        "document.getElementById('predict-button').getAttribute('aria-disabled') === null"
-    )
+    expect(tab.locator("#predict-button")).not_to_have_attribute("aria-disabled", "true")
     return answer.value
 
 

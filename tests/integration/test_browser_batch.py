@@ -16,6 +16,7 @@ from tests.integration.browser_harness import (
     csv_text,
     http_json,
     open_page,
+    percent,
     sample_loans,
 )
 
@@ -36,16 +37,17 @@ def score_file(tab: Any) -> Any:
     """Press "Score the file" and return the real /predict/batch response once it is rendered."""
     with tab.expect_response(lambda response: response.url.endswith("/predict/batch")) as answer:
         tab.get_by_role("button", name="Score the file").click()
-    tab.wait_for_function(
-        "document.getElementById('batch-button').getAttribute('aria-disabled') === null"
-    )
+    expect(tab.locator("#batch-button")).not_to_have_attribute("aria-disabled", "true")
     return answer.value
 
 
 def table_probabilities(tab: Any) -> list[float]:
-    """The probability column as numbers, in the order the table shows it."""
-    cells = tab.locator("#batch-table tbody tr td:nth-child(3)").all_inner_texts()
-    return [float(cell.rstrip("%")) for cell in cells]
+    """The probability column's exact values, in the order the table shows them."""
+    cells = tab.locator("#batch-table tbody td[data-probability]")
+    return [
+        float(value)
+        for value in cells.evaluate_all("cells => cells.map(c => c.dataset.probability)")
+    ]
 
 
 def test_browser_csv_upload_scores_every_row_in_order_with_ids_summary_and_model_version(
@@ -72,9 +74,10 @@ def test_browser_csv_upload_scores_every_row_in_order_with_ids_summary_and_model
     expect(rows).to_have_count(40)
     expect(rows.nth(0).locator("td").nth(1)).to_have_text("C00000")
     expect(rows.nth(39).locator("td").nth(1)).to_have_text("C00039")
-    assert table_probabilities(page) == [
-        round(item["probability"] * 100, 1) for item in answer["predictions"]
-    ]
+    assert table_probabilities(page) == [item["probability"] for item in answer["predictions"]]
+    expect(page.locator("#batch-table tbody td[data-probability]")).to_have_text(
+        [percent(item["probability"]) for item in answer["predictions"]]
+    )
     defaults = sum(item["prediction"] for item in answer["predictions"])
     expect(page.locator("#batch-summary")).to_contain_text(
         f"40 loans scored: {defaults} likely to default"

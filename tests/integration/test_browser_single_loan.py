@@ -21,6 +21,7 @@ from tests.integration.browser_harness import (
     free_port,
     http_json,
     open_page,
+    percent,
     submit_single_loan,
 )
 
@@ -35,11 +36,6 @@ RISKY_LOAN = {
     "years_employed": 0,
     "fico_score": 520,
 }
-
-
-def percent(probability: float) -> str:
-    """How the page writes a probability: one decimal, en-US."""
-    return f"{probability * 100:.1f}%"
 
 
 def test_browser_prefilled_form_submit_shows_probability_decision_band_reasons_loss_and_version(
