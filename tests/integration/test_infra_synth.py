@@ -38,7 +38,7 @@ class FreshSynth:
 
 
 def _clean_environment() -> dict[str, str]:
-    """No AWS account, region or credentials leak in from the caller: synthesis must not need them."""
+    """No AWS account, region or credentials from the caller: synthesis must not need them."""
     return {
         key: value
         for key, value in os.environ.items()
