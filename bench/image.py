@@ -35,6 +35,7 @@ import hashlib
 import http.server
 import json
 import os
+import platform
 import queue
 import re
 import shlex
@@ -68,6 +69,8 @@ BASE_IMAGE_ENV = {
 # Amazon Linux 2023 (the base of the python3.12 image) ships glibc 2.34: no wheel may need more.
 IMAGE_GLIBC_MINOR = 34
 IMAGE_PYTHON_VERSION = (3, 12)
+# The emulation runs what it builds, so it builds for this machine's architecture.
+HOST_ARCHITECTURE = platform.machine()
 # Bumped whenever the emulation itself changes how a cached layer is produced.
 EMULATION_REVISION = "1"
 LAYERS_KEPT = 3
@@ -523,7 +526,7 @@ class EmulatedBuild:
         dockerfile: Path = DOCKERFILE,
         build_args: Mapping[str, str] | None = None,
         python: ImagePython | None = None,
-        architecture: str = "x86_64",
+        architecture: str = HOST_ARCHITECTURE,
         cache_dir: Path | None = CACHE_DIR,
     ) -> None:
         self.workspace = workspace
@@ -1035,6 +1038,16 @@ class InvocationOutcome:
     received_at: float = 0.0
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """Stopping the client mid long-poll resets its connection: expected, so not printed."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _trace_id() -> str:
     root = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}"
     return f"{root};Parent={uuid.uuid4().hex[:16]};Sampled=0"
@@ -1054,8 +1067,7 @@ class RuntimeApiEmulator:
         self.init_errors: list[InvocationOutcome] = []
         self.unexpected_requests: list[str] = []
         self._init_error_seen = threading.Event()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -67,6 +67,21 @@ def test_task_root_has_the_contract_layout_and_nothing_the_image_does_not_need(
     assert image.env["ARTIFACT_DIR"] == str(task_root / "artifacts")
 
 
+def _readable_by_others(path: Path) -> bool:
+    """r for files, r+x for folders, in the "other" permission bits."""
+    needed = 0o005 if path.is_dir() else 0o004
+    return path.stat().st_mode & needed == needed
+
+
+def test_every_file_is_readable_by_the_non_root_user_lambda_and_ecs_run_as(
+    image: EmulatedImage,
+) -> None:
+    # Lambda runs the function as its own non-root user, ECS as uid 1000: root-only files would fail
+    # the import on AWS although every test run as root here passes.
+    paths = [p for p in image.task_root.rglob("*") if not p.is_symlink()]
+    assert [str(p) for p in paths if not _readable_by_others(p)] == []
+
+
 def test_code_and_dependencies_are_byte_compiled_for_python_312(image: EmulatedImage) -> None:
     if image.python.version != (3, 12):
         pytest.skip(image.python.note)
