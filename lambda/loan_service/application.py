@@ -1,0 +1,129 @@
+"""``create_app``: verify the artifacts, load the model once, wire routes, middleware and errors.
+
+Everything that can be done once happens here, at import of ``main``: the sha256 checks, the ONNX
+session, a warm-up prediction, the response models. The lifespan below only serves long-lived
+servers (uvicorn); Mangum runs with ``lifespan="off"`` because it would run it on every invocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import IO, Final
+
+from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
+from starlette.middleware import Middleware
+
+from loan_service.api.routes import ROUTERS
+from loan_service.artifacts import load_artifacts
+from loan_service.errors import install_error_handlers
+from loan_service.middleware import (
+    MAX_BODY_BYTES,
+    BodyLimitMiddleware,
+    ExternalPathMiddleware,
+    JsonContentTypeMiddleware,
+    RequestContextMiddleware,
+)
+from loan_service.observability import Observability
+from loan_service.prediction_log import PredictionLog, build_prediction_log
+from loan_service.predictor import DefaultRiskModel, load_probability_model
+from loan_service.schemas import FEATURES
+from loan_service.scoring import LoanAssessor
+from loan_service.service import PredictionService
+from loan_service.settings import Settings
+
+SOURCE_ROOT: Final = Path(__file__).resolve().parent.parent  # lambda/ here, /var/task in the image
+API_TITLE: Final = "Loan default prediction"
+SHUTDOWN_FLUSH_SECONDS: Final = 5.0
+# FastAPI's native OpenTelemetry hooks stay off: they would cost time on every request if any
+# library (MLflow) ever installed a global tracer provider.
+_NO_TELEMETRY: Final[TelemetryConfig] = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+
+
+def build_service(
+    settings: Settings,
+    source_root: Path = SOURCE_ROOT,
+    prediction_log: PredictionLog | None = None,
+    log_stream: IO[str] | None = None,
+) -> PredictionService:
+    """Verify and load the artifacts (raising ``ArtifactError``), then start the logger."""
+    bundle = load_artifacts(settings.resolve_artifact_dir(source_root), FEATURES)
+    model = DefaultRiskModel(load_probability_model(bundle, settings.model_runtime), bundle.stats)
+    assessor = LoanAssessor(
+        model=model,
+        stats=bundle.stats,
+        threshold=bundle.manifest.threshold,
+        recovery_rate=settings.recovery_rate,
+        model_version=bundle.manifest.model_version,
+    )
+    log = prediction_log if prediction_log is not None else build_prediction_log(settings)
+    observability = Observability(settings, log, stream=log_stream)
+    service = PredictionService(
+        bundle=bundle, assessor=assessor, observability=observability, prediction_log=log
+    )
+    service.warm_up()
+    return service
+
+
+def _server_lifespan(
+    service: PredictionService,
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """Long-lived servers only: periodic EMF on ECS, and drain the prediction log at shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        publisher = None
+        if service.observability.publishes_server_metrics:
+            publisher = asyncio.create_task(service.observability.publish_server_metrics_forever())
+        try:
+            yield
+        finally:
+            if publisher is not None:
+                publisher.cancel()
+                service.observability.flush_server_metrics()
+            await asyncio.to_thread(service.prediction_log.close, SHUTDOWN_FLUSH_SECONDS)
+
+    return lifespan
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    source_root: Path = SOURCE_ROOT,
+    service: PredictionService | None = None,
+) -> FastAPI:
+    """The FastAPI application (``main.app``); pass ``service`` to reuse an already loaded one."""
+    settings = settings or Settings()
+    service = service or build_service(settings, source_root)
+    manifest = service.bundle.manifest
+    app = FastAPI(
+        title=API_TITLE,
+        version=manifest.model_version,
+        summary="Probability of default, decision, reasons and expected loss for loan applicants.",
+        description=(
+            f"Model `{manifest.model_version}` ({manifest.model.name}), threshold "
+            f"{manifest.threshold}. Bodies are JSON, at most {MAX_BODY_BYTES // 1024} KiB."
+        ),
+        redoc_url=None,
+        lifespan=_server_lifespan(service),
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(ExternalPathMiddleware, base_path=settings.api_base_path),
+            Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),
+            Middleware(JsonContentTypeMiddleware),
+        ],
+        telemetry=_NO_TELEMETRY,
+    )
+    app.state.service = service
+    for router in ROUTERS:
+        app.include_router(router)
+    install_error_handlers(app)
+    return app

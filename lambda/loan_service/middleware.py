@@ -1,0 +1,216 @@
+"""Pure ASGI middleware (no ``BaseHTTPMiddleware``: it costs a task and a stream per request).
+
+Outermost first: request id and timing, the external path prefix (API Gateway stage, custom-domain
+base path), the body-size cap, the JSON content-type check. Each is a few attribute lookups per
+request; the two that can refuse a request answer without reading more of it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any, Final
+from urllib.parse import unquote
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from loan_service.errors import (
+    JSON_CONTENT_TYPE,
+    NOT_JSON_MESSAGE,
+    REQUEST_ID_HEADER,
+    TOO_LARGE_MESSAGE,
+    error_body,
+)
+
+MAX_BODY_BYTES: Final = 1024 * 1024
+_REQUEST_ID_BYTES: Final = REQUEST_ID_HEADER.encode()
+_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._~:@/+=-]{1,128}$")
+_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+_JSON_HEADERS: Final = [(b"content-type", JSON_CONTENT_TYPE.encode())]
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def request_state(scope: Scope) -> dict[str, Any]:
+    """``request.state`` is backed by ``scope["state"]``; Mangum does not create it."""
+    state: dict[str, Any] | None = scope.get("state")
+    if state is None:
+        state = scope["state"] = {}
+    return state
+
+
+async def send_error(send: Send, status: int, message: str, request_id: str) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
+    await send({"type": "http.response.body", "body": error_body(status, message, request_id)})
+
+
+class RequestContextMiddleware:
+    """Reuse a valid client ``X-Request-ID`` or mint one; echo it; stamp the start time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = _header(scope, _REQUEST_ID_BYTES)
+        if offered is not None and _VALID_REQUEST_ID.match(offered):
+            request_id = offered.decode()
+        else:
+            request_id = uuid.uuid4().hex
+        state = request_state(scope)
+        state["request_id"] = request_id
+        state["started_ns"] = time.perf_counter_ns()
+        state["started_wall_ns"] = time.time_ns()
+        header = (_REQUEST_ID_BYTES, request_id.encode())
+
+        async def send_with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(key.lower() == _REQUEST_ID_BYTES for key, _ in headers):
+                    headers.append(header)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_request_id)
+
+
+def _strip_prefix(path: str, prefix: str) -> bool:
+    """True when ``path`` is ``prefix`` or starts with ``prefix/`` (whole segments only)."""
+    return path == prefix or path.startswith(prefix + "/")
+
+
+class ExternalPathMiddleware:
+    """Route what the client actually requested, and tell FastAPI the prefix via ``root_path``.
+
+    * API Gateway HTTP API (payload 2.0) on a named stage: ``rawPath`` is ``/prod/predict``.
+    * REST API (payload 1.0) on its execute-api domain: ``path`` is ``/predict`` but the client
+      asked for ``requestContext.path`` = ``/prod/predict``.
+    * A custom domain with a base path mapping (``API_BASE_PATH``, e.g. ``/v1``): the path starts
+      with it and the stage is not in the URL.
+    * ALB and function URLs: the path is the client's path; nothing to strip.
+
+    Per the ASGI spec, ``path`` keeps the full client path and ``root_path`` holds the prefix, so
+    routing sees ``/predict`` and ``/docs`` links its schema at ``/prod/openapi.json``.
+    """
+
+    def __init__(self, app: ASGIApp, base_path: str = "") -> None:
+        self.app = app
+        self.base_path = base_path.rstrip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("aws.event" in scope or self.base_path):
+            scope = self.rewrite(scope)
+        await self.app(scope, receive, send)
+
+    def _prefix_of(self, path: str, stage_prefix: str) -> str:
+        prefix = ""
+        if self.base_path and _strip_prefix(path, self.base_path):
+            prefix = self.base_path
+        if stage_prefix and _strip_prefix(path[len(prefix) :], stage_prefix):
+            prefix += stage_prefix
+        return prefix
+
+    def rewrite(self, scope: Scope) -> Scope:
+        path: str = scope["path"]
+        candidates = [path]
+        stage_prefix = ""
+        event = scope.get("aws.event")
+        if isinstance(event, dict):
+            context = event.get("requestContext")
+            if isinstance(context, dict):
+                stage = context.get("stage")
+                if isinstance(stage, str) and stage and stage != "$default":
+                    stage_prefix = "/" + stage
+                client_path = context.get("path")
+                if "httpMethod" in event and isinstance(client_path, str) and client_path:
+                    candidates.insert(0, unquote(client_path))
+        for candidate in candidates:
+            prefix = self._prefix_of(candidate, stage_prefix)
+            if prefix:
+                return {
+                    **scope,
+                    "path": candidate,
+                    "raw_path": candidate.encode(),
+                    "root_path": scope.get("root_path", "") + prefix,
+                }
+        return scope
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over ``max_bytes``: at once from Content-Length, else while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = str(request_state(scope).get("request_id", ""))
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            try:
+                too_large = int(declared) > self.max_bytes
+            except ValueError:
+                too_large = False
+            if too_large:
+                await send_error(send, 413, TOO_LARGE_MESSAGE, request_id)
+                return
+
+        received = 0
+        answered = False
+        max_bytes = self.max_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received, answered
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > max_bytes and not answered:
+                    # Answer now and tell the app the client is gone; whatever it sends next is
+                    # swallowed below (FastAPI turns body-read errors into a 400 of its own).
+                    answered = True
+                    await send_error(send, 413, TOO_LARGE_MESSAGE, request_id)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not answered:
+                await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
+
+
+class JsonContentTypeMiddleware:
+    """415 for a POST/PUT/PATCH whose body is not declared as JSON (``application/json`` or
+    ``application/*+json``). An empty body (Content-Length: 0) passes, to get its 422."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
+            content_type = _header(scope, b"content-type")
+            if not _is_json(content_type) and _header(scope, b"content-length") != b"0":
+                request_id = str(request_state(scope).get("request_id", ""))
+                await send_error(send, 415, NOT_JSON_MESSAGE, request_id)
+                return
+        await self.app(scope, receive, send)
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    if not content_type:
+        return False
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or (
+        media_type.startswith(b"application/") and media_type.endswith(b"+json")
+    )

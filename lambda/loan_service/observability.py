@@ -1,0 +1,160 @@
+"""Powertools Logger and Metrics, set up once; the request path only bumps in-memory counters.
+
+* Logs: JSON on Lambda (with the Lambda request id and ``cold_start`` from
+  ``inject_lambda_context``), one readable line per record elsewhere. There is no per-request
+  INFO line: a request is ~100 us of work and a log line would be a large share of it.
+* Metrics (CloudWatch EMF, namespace ``LoanDefault``): ``Predictions``, ``DefaultsPredicted``,
+  ``PredictionLatency`` (ms), ``MlflowDropped``, and Powertools' ``ColdStart``. Requests record
+  into ``PredictionMetrics`` (integer adds and a bounded reservoir); the Lambda handler publishes
+  them once per invocation, and on ECS a task publishes them every 60 s. Local runs publish none
+  (``GET /health`` shows the counters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import warnings
+from dataclasses import dataclass, field
+from typing import IO, Any, Final
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+
+from loan_service.prediction_log import PredictionLog
+from loan_service.settings import Settings
+
+LATENCY_RESERVOIR_SIZE: Final = 100  # EMF takes at most 100 values per metric per document
+SERVER_METRICS_INTERVAL_SECONDS: Final = 60.0
+_READABLE_SKIP: Final = frozenset(
+    {
+        "level",
+        "location",
+        "message",
+        "timestamp",
+        "service",
+        "sampling_rate",
+        "exception",
+        "exception_name",
+        "exception_notes",
+        "stack_trace",
+        "xray_trace_id",
+        "name",
+    }
+)
+
+
+def readable_log_line(record: dict[str, Any]) -> str:
+    """Powertools hands its formatter output here: render it for a terminal, not for CloudWatch."""
+    extras = " ".join(
+        f"{key}={value}" for key, value in record.items() if key not in _READABLE_SKIP
+    )
+    line = f"{record.get('timestamp', '')} {record.get('level', ''):<7} {record.get('message', '')}"
+    if extras:
+        line = f"{line}  [{extras}]"
+    if record.get("exception"):
+        line = f"{line}\n{record['exception']}"
+    return line
+
+
+def build_logger(settings: Settings, stream: IO[str] | None = None) -> Logger:
+    """The service logger; our modules' ``loan_service.*`` loggers write through its handler."""
+    options: dict[str, Any] = {}
+    if not settings.on_lambda:
+        options = {
+            "json_serializer": readable_log_line,
+            "serialize_stacktrace": False,
+            "datefmt": "%H:%M:%S",
+        }
+    logger = Logger(
+        service=settings.service_name, level=settings.log_level, stream=stream, **options
+    )
+    logging.getLogger("loan_service")
+    copy_config_to_registered_loggers(source_logger=logger, include={"loan_service"})
+    # Mangum logs one INFO line per request; keep its warnings and errors only.
+    mangum_logger = logging.getLogger("mangum")
+    copy_config_to_registered_loggers(
+        source_logger=logger, include={"mangum"}, ignore_log_level=True
+    )
+    mangum_logger.setLevel(logging.WARNING)
+    return logger
+
+
+@dataclass(slots=True)
+class PredictionMetrics:
+    """Counters since the last publish; all the request path does is ``record``."""
+
+    predictions: int = 0
+    defaults: int = 0
+    requests: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    total_predictions: int = 0
+    _random: random.Random = field(default_factory=lambda: random.Random(20261128))
+
+    def record(self, predictions: int, defaults: int, latency_ms: float) -> None:
+        self.predictions += predictions
+        self.defaults += defaults
+        self.total_predictions += predictions
+        self.requests += 1
+        if len(self.latencies_ms) < LATENCY_RESERVOIR_SIZE:
+            self.latencies_ms.append(latency_ms)
+        else:  # reservoir sampling keeps a uniform sample of the window's latencies
+            slot = self._random.randrange(self.requests)
+            if slot < LATENCY_RESERVOIR_SIZE:
+                self.latencies_ms[slot] = latency_ms
+
+    def publish(self, metrics: Metrics, dropped: int) -> bool:
+        """Move the window into Powertools' metric set; False when there was nothing to add."""
+        if not self.requests and not dropped:
+            return False
+        if self.requests:
+            metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=self.predictions)
+            metrics.add_metric(name="DefaultsPredicted", unit=MetricUnit.Count, value=self.defaults)
+            for latency in self.latencies_ms:
+                metrics.add_metric(
+                    name="PredictionLatency", unit=MetricUnit.Milliseconds, value=latency
+                )
+        if dropped:
+            metrics.add_metric(name="MlflowDropped", unit=MetricUnit.Count, value=dropped)
+        self.predictions = 0
+        self.defaults = 0
+        self.requests = 0
+        self.latencies_ms.clear()
+        return True
+
+
+class Observability:
+    """The logger, the EMF metrics object and the request-path counters, built once."""
+
+    def __init__(
+        self, settings: Settings, prediction_log: PredictionLog, stream: IO[str] | None = None
+    ) -> None:
+        self.settings = settings
+        self.logger = build_logger(settings, stream)
+        self.metrics = Metrics(namespace=settings.metrics_namespace, service=settings.service_name)
+        self.counters = PredictionMetrics()
+        self.prediction_log = prediction_log
+        # Lambda invocations without a prediction (GET /health) have nothing to publish.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+    def publish_invocation_metrics(self) -> None:
+        """Called at the end of each Lambda invocation; ``log_metrics`` then prints the EMF."""
+        self.counters.publish(self.metrics, self.prediction_log.take_new_drops())
+
+    def flush_server_metrics(self) -> None:
+        if self.counters.publish(self.metrics, self.prediction_log.take_new_drops()):
+            self.metrics.flush_metrics()
+
+    @property
+    def publishes_server_metrics(self) -> bool:
+        """Long-lived servers publish EMF only on ECS (CloudWatch collects their stdout)."""
+        return self.settings.on_ecs and not self.settings.on_lambda
+
+    async def publish_server_metrics_forever(
+        self, interval: float = SERVER_METRICS_INTERVAL_SECONDS
+    ) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.flush_server_metrics()

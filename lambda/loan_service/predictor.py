@@ -1,0 +1,185 @@
+"""Turn raw feature rows into probabilities of default, with counterfactuals for the reasons.
+
+Serving runs on ONE onnxruntime session created at import with one intra-op and one inter-op
+thread: a request is a handful of rows, so threads would only add hand-off latency, and each
+uvicorn worker (or Lambda sandbox) already owns a core. Normalization is numpy arithmetic with the
+training statistics. scikit-learn is the fallback (``MODEL_RUNTIME=sklearn`` or no onnxruntime
+installed) and is imported only by ``SklearnPredictor``, never on the ONNX path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Protocol
+
+import numpy as np
+
+from loan_service.artifacts import ArtifactBundle, ArtifactError, FeatureStats
+from loan_service.settings import ModelRuntime
+
+ONNX_INPUT_NAME: Final = "input"
+ONNX_PROBABILITIES_OUTPUT: Final = "probabilities"
+
+_log = logging.getLogger(__name__)
+
+
+class ProbabilityModel(Protocol):
+    """A fitted model that takes NORMALIZED rows and returns P(default) per row."""
+
+    runtime: ModelRuntime
+
+    def class_probabilities(self, normalized: np.ndarray) -> np.ndarray:
+        """(n, 2) float64: P(no default), P(default), each computed by the model itself."""
+        ...
+
+
+class OnnxPredictor:
+    """``model.onnx`` on onnxruntime; outputs are looked up by name, not position."""
+
+    runtime: ModelRuntime = "onnx"
+
+    def __init__(self, onnx_path: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
+            raise ArtifactError(f"{onnx_path.name} could not be loaded by onnxruntime") from exc
+        inputs = {node.name for node in self._session.get_inputs()}
+        outputs = {node.name for node in self._session.get_outputs()}
+        if ONNX_INPUT_NAME not in inputs or ONNX_PROBABILITIES_OUTPUT not in outputs:
+            raise ArtifactError(
+                f"{onnx_path.name} must take '{ONNX_INPUT_NAME}' and give "
+                f"'{ONNX_PROBABILITIES_OUTPUT}' (has inputs {sorted(inputs)}, "
+                f"outputs {sorted(outputs)})"
+            )
+        self._output_names = [ONNX_PROBABILITIES_OUTPUT]
+
+    def class_probabilities(self, normalized: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(normalized, dtype=np.float32)
+        (probabilities,) = self._session.run(self._output_names, {ONNX_INPUT_NAME: rows})
+        return np.asarray(probabilities, dtype=np.float64)
+
+
+class SklearnPredictor:
+    """``best_model.pkl`` through scikit-learn: the fallback, slower to import and to call."""
+
+    runtime: ModelRuntime = "sklearn"
+
+    def __init__(self, pickle_path: Path) -> None:
+        try:
+            import joblib
+        except ModuleNotFoundError as exc:
+            raise ArtifactError(
+                "MODEL_RUNTIME=sklearn needs scikit-learn and joblib "
+                "(requirements/runtime-sklearn.txt)"
+            ) from exc
+        try:
+            self._model = joblib.load(pickle_path)
+        except ModuleNotFoundError as exc:
+            raise ArtifactError(
+                f"{pickle_path.name} needs {exc.name}, which is not installed"
+            ) from exc
+        except Exception as exc:  # unpickling can raise almost anything on a bad file
+            raise ArtifactError(f"{pickle_path.name} could not be unpickled") from exc
+
+    def class_probabilities(self, normalized: np.ndarray) -> np.ndarray:
+        probabilities = self._model.predict_proba(np.asarray(normalized, dtype=np.float64))
+        return np.asarray(probabilities, dtype=np.float64)
+
+
+def load_probability_model(bundle: ArtifactBundle, runtime: ModelRuntime) -> ProbabilityModel:
+    """The requested runtime; ONNX falls back to scikit-learn only when onnxruntime is absent."""
+    if runtime == "onnx":
+        try:
+            import onnxruntime  # noqa: F401  (presence check; the session is built below)
+        except ModuleNotFoundError:
+            _log.warning("onnxruntime is not installed: serving best_model.pkl with scikit-learn")
+        else:
+            return OnnxPredictor(bundle.onnx_path)
+    return SklearnPredictor(bundle.pickle_path)
+
+
+# Log-odds are taken from BOTH probability columns: the model computes each with full relative
+# precision in its own tail (P(default) = 2e-30 for a safe applicant, P(no default) = 9e-12 for a
+# risky one), whereas 1 - p would round them to 0. Clipping at float32's smallest normal number only
+# matters beyond about +-87 log-odds.
+_SMALLEST: Final = float(np.finfo(np.float32).tiny)
+
+
+def log_odds(class_probabilities: np.ndarray) -> np.ndarray:
+    clipped = np.maximum(class_probabilities, _SMALLEST)
+    return np.log(clipped[..., 1]) - np.log(clipped[..., 0])
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredRows:
+    """PD of each applicant, and the log-odds with each feature moved to its training mean."""
+
+    probability: np.ndarray  # (n,)
+    log_odds: np.ndarray  # (n,)
+    counterfactual_log_odds: np.ndarray  # (n, n_features)
+
+    @property
+    def impact(self) -> np.ndarray:
+        """Log-odds the applicant's value of each feature adds over the training mean (> 0: the
+        feature raised the risk). Log-odds, not PD points: this model puts most applicants at a
+        PD within 1e-6 of 0 or 1, where every PD difference rounds to zero."""
+        return self.log_odds[:, None] - self.counterfactual_log_odds
+
+
+class DefaultRiskModel:
+    """Normalizes raw rows and scores each applicant together with its counterfactuals."""
+
+    def __init__(self, model: ProbabilityModel, stats: FeatureStats) -> None:
+        self._model = model
+        self._mean = stats.mean
+        self._inverse_std = 1.0 / stats.std
+        n_features = stats.mean.shape[0]
+        # A feature at its training mean normalizes to exactly 0, so the counterfactual block is
+        # the applicant's normalized row times this mask: row 0 all ones (the applicant), row j+1
+        # zero in column j (feature j at its mean). One broadcast multiply builds n*(k+1) rows.
+        mask = np.ones((n_features + 1, n_features), dtype=np.float32)
+        mask[np.arange(n_features) + 1, np.arange(n_features)] = 0.0
+        self._counterfactual_mask = mask
+
+    @property
+    def runtime(self) -> ModelRuntime:
+        return self._model.runtime
+
+    def normalize(self, raw: np.ndarray) -> np.ndarray:
+        return (raw - self._mean) * self._inverse_std
+
+    def _class_probabilities(self, normalized: np.ndarray) -> np.ndarray:
+        probabilities = self._model.class_probabilities(normalized)
+        low, high = probabilities.min(), probabilities.max()
+        if not (low >= 0.0 and high <= 1.0 + 1e-6):  # also catches NaN
+            raise FloatingPointError("the model returned a probability outside [0, 1]")
+        return probabilities
+
+    def probability(self, raw: np.ndarray) -> np.ndarray:
+        """PD only (no counterfactuals): one model call for all rows."""
+        return np.minimum(self._class_probabilities(self.normalize(raw))[:, 1], 1.0)
+
+    def score(self, raw: np.ndarray) -> ScoredRows:
+        """PD and counterfactual log-odds for ``raw`` (n, k): ONE model call of n*(k+1) rows."""
+        n_rows, n_features = raw.shape
+        normalized = self.normalize(raw).astype(np.float32)
+        block = normalized[:, None, :] * self._counterfactual_mask
+        probabilities = self._class_probabilities(block.reshape(-1, n_features))
+        odds = log_odds(probabilities).reshape(n_rows, n_features + 1)
+        return ScoredRows(
+            probability=np.minimum(probabilities[:: n_features + 1, 1], 1.0),
+            log_odds=odds[:, 0],
+            counterfactual_log_odds=odds[:, 1:],
+        )

@@ -1,0 +1,225 @@
+"""Request and response models of the HTTP API (CONTRACTS "Serving - HTTP API").
+
+Inputs are strict: ``true`` or ``"5"`` is not a number, NaN/Infinity are refused, unknown fields are
+refused. The upper bounds beyond SPEC's ranges are sanity caps that keep the arithmetic finite
+(a billion dollars of income is a typo, not an applicant).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_BATCH_LOANS: Final = 1000
+MAX_AMOUNT: Final = 1e9
+MAX_CREDIT_LINES: Final = 1000
+MAX_YEARS_EMPLOYED: Final = 100
+FICO_MIN: Final = 300
+FICO_MAX: Final = 850
+
+_STRICT_INPUT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+_OUTPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+EXAMPLE_LOAN: Final[dict[str, Any]] = {
+    "credit_lines_outstanding": 1,
+    "loan_amt_outstanding": 4500.0,
+    "total_debt_outstanding": 7800.0,
+    "income": 72000.0,
+    "years_employed": 5,
+    "fico_score": 640,
+}
+
+
+class LoanApplication(BaseModel):
+    """One applicant: the six model features, in the model's feature order."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"examples": [dict(EXAMPLE_LOAN)]},
+    )
+
+    credit_lines_outstanding: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=MAX_CREDIT_LINES,
+            description="Open credit lines besides this loan (whole number, 0 or more).",
+        ),
+    ]
+    loan_amt_outstanding: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=MAX_AMOUNT,
+            description="Principal still owed on this loan, in dollars (the exposure at default).",
+        ),
+    ]
+    total_debt_outstanding: Annotated[
+        float,
+        Field(ge=0, le=MAX_AMOUNT, description="All debt the borrower owes, in dollars."),
+    ]
+    income: Annotated[
+        float,
+        Field(gt=0, le=MAX_AMOUNT, description="Yearly income in dollars (more than 0)."),
+    ]
+    years_employed: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=MAX_YEARS_EMPLOYED,
+            description="Years with the current employer (whole number, 0 or more).",
+        ),
+    ]
+    fico_score: Annotated[
+        int,
+        Field(ge=FICO_MIN, le=FICO_MAX, description="FICO credit score, 300 to 850."),
+    ]
+
+
+FEATURES: Final[tuple[str, ...]] = tuple(LoanApplication.model_fields)
+
+
+class LoanBatch(BaseModel):
+    """Up to 1000 applicants scored in one call; answers keep the input order."""
+
+    model_config = _STRICT_INPUT
+
+    loans: Annotated[
+        list[LoanApplication],
+        Field(min_length=1, max_length=MAX_BATCH_LOANS, description="1 to 1000 applicants."),
+    ]
+
+
+RiskBand = Literal["low", "medium", "high"]
+
+
+class ReasonPublic(BaseModel):
+    """A principal factor that raised this applicant's probability of default."""
+
+    model_config = _OUTPUT
+
+    feature: str = Field(description="The feature's name, as in the request.")
+    impact: float = Field(
+        description="Log-odds of default this feature adds over its training average (> 0); "
+        "exp(impact) is the factor by which it multiplies the odds of default."
+    )
+    text: str = Field(description="The reason in plain words, for the applicant.")
+
+
+class PredictionPublic(BaseModel):
+    """The answer for one applicant (the original system's first four fields come first)."""
+
+    model_config = _OUTPUT
+
+    probability: float = Field(ge=0.0, le=1.0, description="Probability of default (PD).")
+    prediction: Literal[0, 1] = Field(description="1 when probability >= threshold.")
+    threshold: float = Field(description="Decision threshold on the probability.")
+    message: str = Field(description="The decision in words.")
+    risk_band: RiskBand = Field(
+        description="low: PD < 0.20; medium: 0.20 <= PD < threshold; high: PD >= threshold."
+    )
+    reasons: list[ReasonPublic] = Field(
+        max_length=3, description="Up to three factors that raised the PD, largest first."
+    )
+    expected_loss: float = Field(
+        ge=0.0, description="PD x (1 - recovery rate) x loan_amt_outstanding, in dollars."
+    )
+    model_version: str
+    request_id: str
+
+
+class BatchPredictionPublic(BaseModel):
+    """Answers for a batch, in the same order as ``loans``."""
+
+    model_config = _OUTPUT
+
+    predictions: list[PredictionPublic]
+    model_version: str
+    request_id: str
+
+
+class ErrorDetailPublic(BaseModel):
+    """One invalid field and why."""
+
+    model_config = _OUTPUT
+
+    loc: list[str | int] = Field(description="Where in the request, e.g. ['body', 'fico_score'].")
+    field: str = Field(description="Dotted field path, e.g. 'fico_score' or 'loans[3].income'.")
+    msg: str
+    type: str
+
+
+class ErrorPublic(BaseModel):
+    """Every non-2xx answer. ``detail`` is present on 422 only."""
+
+    model_config = _OUTPUT
+
+    error: str = Field(description="Machine-readable code, e.g. 'validation_error'.")
+    message: str
+    request_id: str
+    detail: list[ErrorDetailPublic] | None = None
+
+
+class ValidationErrorPublic(ErrorPublic):
+    """A 422: each invalid field with its reason."""
+
+    detail: list[ErrorDetailPublic]
+
+
+class PredictionLogStatus(BaseModel):
+    """The background MLflow logger's counters (drops are never silent)."""
+
+    model_config = _OUTPUT
+
+    enabled: bool
+    state: str = Field(description="disabled, starting, ok, backoff or stopped.")
+    queued: int
+    exported: int
+    dropped: int = Field(description="Records dropped because the queue was full.")
+    failed: int = Field(description="Records lost because an export to MLflow failed.")
+
+
+class HealthPublic(BaseModel):
+    """Liveness plus the loaded model and the logger's state."""
+
+    model_config = _OUTPUT
+
+    status: Literal["ok"]
+    model_version: str
+    runtime: str = Field(description="onnx or sklearn.")
+    uptime_seconds: float
+    predictions_served: int
+    prediction_log: PredictionLogStatus
+
+
+class RiskBandsPublic(BaseModel):
+    model_config = _OUTPUT
+
+    medium_from: float
+    high_from: float
+
+
+class ModelInfoPublic(BaseModel):
+    """The manifest's public part: what model this is and how well it scored on held-out data."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=True)
+
+    model_version: str
+    model_name: str
+    model_params: dict[str, object]
+    calibration: dict[str, object]
+    selection_reason: str
+    created_at: str
+    features: list[str]
+    threshold: float
+    risk_bands: RiskBandsPublic
+    recovery_rate: float
+    metrics: dict[str, dict[str, object]]
+    data: dict[str, object]
+    training_versions: dict[str, object]
+    mlflow_run_id: str | None
+    registered_model: dict[str, object] | None
+    runtime: str

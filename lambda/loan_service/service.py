@@ -1,0 +1,106 @@
+"""The prediction service: the verified model, its scorer, and what each prediction records.
+
+Built once per process by ``create_app``; routes reach it through ``api.deps.ServiceDep``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from loan_service.artifacts import ArtifactBundle
+from loan_service.observability import Observability
+from loan_service.prediction_log import PredictionLog
+from loan_service.schemas import (
+    HealthPublic,
+    LoanApplication,
+    ModelInfoPublic,
+    PredictionPublic,
+    RiskBandsPublic,
+)
+from loan_service.scoring import MEDIUM_RISK_FROM, LoanAssessor, loans_to_matrix
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What the request middleware stamped on the scope."""
+
+    request_id: str
+    started_ns: int
+    started_wall_ns: int
+
+
+@dataclass(slots=True)
+class PredictionService:
+    bundle: ArtifactBundle
+    assessor: LoanAssessor
+    observability: Observability
+    prediction_log: PredictionLog
+    started_monotonic: float = field(default_factory=time.monotonic)
+    model_info: ModelInfoPublic = field(init=False)
+
+    def __post_init__(self) -> None:
+        manifest = self.bundle.manifest
+        self.model_info = ModelInfoPublic(
+            model_version=manifest.model_version,
+            model_name=manifest.model.name,
+            model_params=dict(manifest.model.params),
+            calibration=dict(manifest.model.calibration),
+            selection_reason=manifest.model.selection_reason,
+            created_at=manifest.created_at,
+            features=list(manifest.features),
+            threshold=manifest.threshold,
+            risk_bands=RiskBandsPublic(medium_from=MEDIUM_RISK_FROM, high_from=manifest.threshold),
+            recovery_rate=self.assessor.recovery_rate,
+            metrics={name: dict(values) for name, values in manifest.metrics.items()},
+            data=dict(manifest.data),
+            training_versions=dict(manifest.versions),
+            mlflow_run_id=manifest.mlflow_run_id,
+            registered_model=manifest.mlflow.registered_model if manifest.mlflow else None,
+            runtime=self.assessor.runtime,
+        )
+
+    @property
+    def model_version(self) -> str:
+        return self.assessor.model_version
+
+    def predict(
+        self, loans: Sequence[LoanApplication], endpoint: str, context: RequestContext
+    ) -> list[PredictionPublic]:
+        """Score, then record (counters + one enqueue); never waits on anything but the model."""
+        raw = loans_to_matrix(loans)
+        answers = self.assessor.assess_matrix(raw, context.request_id)
+        latency_ns = time.perf_counter_ns() - context.started_ns
+        self._record(endpoint, raw, answers, context, latency_ns)
+        return answers
+
+    def _record(
+        self,
+        endpoint: str,
+        raw: np.ndarray,
+        answers: list[PredictionPublic],
+        context: RequestContext,
+        latency_ns: int,
+    ) -> None:
+        defaults = sum(answer.prediction for answer in answers)
+        self.observability.counters.record(len(answers), defaults, latency_ns / 1e6)
+        self.prediction_log.record(
+            (context.started_wall_ns, latency_ns, context.request_id, endpoint, raw, answers)
+        )
+
+    def health(self) -> HealthPublic:
+        return HealthPublic(
+            status="ok",
+            model_version=self.model_version,
+            runtime=self.assessor.runtime,
+            uptime_seconds=round(time.monotonic() - self.started_monotonic, 3),
+            predictions_served=self.observability.counters.total_predictions,
+            prediction_log=self.prediction_log.status(),
+        )
+
+    def warm_up(self) -> None:
+        """One prediction at startup so the first request does not pay for first-call setup."""
+        self.assessor.assess_matrix(self.bundle.stats.mean[None, :].copy(), "warm-up")
