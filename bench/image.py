@@ -517,6 +517,10 @@ class EmulatedBuild:
     """Run Dockerfile.lambda's instructions against a build context, into ``workspace``."""
 
     SUPPORTED = frozenset({"ARG", "ENV", "WORKDIR", "COPY", "RUN", "USER", "CMD", "ENTRYPOINT"})
+    SUPPORTED_FLAGS: Mapping[str, frozenset[str]] = {
+        "COPY": frozenset({"from"}),
+        "RUN": frozenset({"mount"}),
+    }
 
     def __init__(
         self,
@@ -568,7 +572,7 @@ class EmulatedBuild:
         for index, stage in enumerate(self.dockerfile.stages):
             state = self._new_stage(stage, index)
             for instruction in stage.instructions:
-                self._apply(instruction, state, stage)
+                self._apply(instruction, state)
             self._states[stage.name or str(index)] = state
         final = self._states[self.dockerfile.final_stage.name or str(len(self._states) - 1)]
         self._install_runtime_interface_client(final.rootfs)
@@ -583,6 +587,8 @@ class EmulatedBuild:
         )
 
     def _new_stage(self, stage: Stage, index: int) -> StageState:
+        if any(stage.base == earlier.name for earlier in self.dockerfile.stages[:index]):
+            raise EmulationError(f"FROM {stage.base}: building on an earlier stage is not emulated")
         rootfs = self.workspace / f"stage-{index}-{stage.name or 'final'}"
         if rootfs.exists():
             shutil.rmtree(rootfs)
@@ -601,11 +607,17 @@ class EmulatedBuild:
         self.log.append(f"FROM {stage.base}{' AS ' + stage.name if stage.name else ''} -> {rootfs}")
         return state
 
-    def _apply(self, instruction: Instruction, state: StageState, stage: Stage) -> None:
+    def _apply(self, instruction: Instruction, state: StageState) -> None:
         if instruction.keyword not in self.SUPPORTED:
             raise EmulationError(
                 f"Dockerfile line {instruction.line}: the emulation does not know "
                 f"{instruction.keyword}; teach bench/image.py before using it"
+            )
+        allowed = self.SUPPORTED_FLAGS.get(instruction.keyword, frozenset())
+        if unknown := sorted({name for name, _ in instruction.flags} - allowed):
+            raise EmulationError(
+                f"Dockerfile line {instruction.line}: {instruction.keyword} --{unknown[0]} is not "
+                "emulated; teach bench/image.py before using it"
             )
         state.layer_inputs.append(
             f"{instruction.keyword} {instruction.flags} {instruction.arguments}"
@@ -637,7 +649,7 @@ class EmulatedBuild:
         elif keyword == "COPY":
             self._copy(instruction, state, variables)
         else:
-            self._run(instruction, state, variables, stage)
+            self._run(instruction, state, variables)
 
     # -- COPY -------------------------------------------------------------------------------------
 
@@ -705,9 +717,7 @@ class EmulatedBuild:
 
     # -- RUN --------------------------------------------------------------------------------------
 
-    def _run(
-        self, instruction: Instruction, state: StageState, variables: dict[str, str], stage: Stage
-    ) -> None:
+    def _run(self, instruction: Instruction, state: StageState, variables: dict[str, str]) -> None:
         script = instruction.arguments
         if script.startswith("["):
             raise EmulationError(

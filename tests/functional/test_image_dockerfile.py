@@ -145,14 +145,25 @@ def test_parser_joins_continuations_drops_comments_and_keeps_repeated_flags(tmp_
     assert run.line == 4
 
 
-def test_emulator_refuses_an_instruction_it_cannot_reproduce(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("dockerfile_text", "refusal"),
+    [
+        ("FROM scratch\nADD https://example.com/x /x\n", "does not know ADD"),
+        ("FROM scratch\nCOPY --chown=1000 a /a\n", "COPY --chown is not emulated"),
+        ("FROM scratch\nRUN --network=none true\n", "RUN --network is not emulated"),
+        ("FROM scratch AS one\nFROM one\n", "building on an earlier stage is not emulated"),
+    ],
+)
+def test_emulator_refuses_what_it_cannot_reproduce_instead_of_drifting(
+    tmp_path: Path, dockerfile_text: str, refusal: str
+) -> None:
     dockerfile = tmp_path / "Dockerfile"
-    dockerfile.write_text("FROM scratch\nADD https://example.com/x /x\n", encoding="utf-8")
+    dockerfile.write_text(dockerfile_text, encoding="utf-8")
     this_python = ImagePython(Path(sys.executable), sys.version_info[:2], "test interpreter")
     build = EmulatedBuild(
         tmp_path / "work", {}, dockerfile=dockerfile, python=this_python, cache_dir=None
     )
-    with pytest.raises(EmulationError, match="does not know ADD"):
+    with pytest.raises(EmulationError, match=refusal):
         build.run()
 
 
