@@ -104,6 +104,7 @@ def test_browser_batch_table_sorts_by_probability_both_ways_and_back_to_file_ord
         "aria-sort", "descending"
     )
     expect(page.locator("[data-sort=probability]")).to_be_focused()
+    expect(page.locator("#sort-status")).to_contain_text("Sorted by probability, highest first.")
 
     # WHEN chosen again (from the keyboard): safest first
     page.keyboard.press("Enter")
@@ -116,6 +117,9 @@ def test_browser_batch_table_sorts_by_probability_both_ways_and_back_to_file_ord
     page.get_by_role("button", name="Row").click()
     assert table_probabilities(page) == file_order
     expect(page.locator("#batch-table caption")).to_contain_text("sorted by file order")
+    expect(page.locator("#sort-status")).to_have_text(
+        "Sorted by file order. Select a column heading to sort."
+    )
 
 
 def test_browser_batch_results_download_as_csv_with_original_columns_and_predictions(

@@ -335,7 +335,7 @@ def test_browser_every_field_has_a_label_results_are_announced_and_text_meets_wc
     )
     assert unlabelled == []
     expect(page.locator("#result")).to_have_attribute("aria-live", "polite")
-    expect(page.locator("#batch-result")).to_have_attribute("aria-live", "polite")
+    expect(page.locator("#batch-summary")).to_have_attribute("role", "status")
     expect(page.locator("#single-banner")).to_have_attribute("role", "alert")
     assert page.evaluate("document.documentElement.lang") == "en"
     page.locator("#api-settings summary").click()
