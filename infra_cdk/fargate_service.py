@@ -19,7 +19,7 @@ from infra_cdk.environment import TASK_ROOT, service_environment
 from infra_cdk.image import ServiceImage
 from infra_cdk.log_groups import log_group
 from infra_cdk.nag import Acknowledgement, acknowledge
-from infra_cdk.settings import Settings
+from infra_cdk.settings import ANYWHERE_IPV4, Settings
 from infra_cdk.web_acl import RegionalWebAcl
 
 CONTAINER_NAME = "Service"
@@ -144,15 +144,22 @@ class FargateService(Construct):
                 protocol=elbv2.ApplicationProtocol.HTTPS,
                 certificates=[elbv2.ListenerCertificate.from_arn(settings.certificate_arn)],
                 ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
-                open=True,
+                open=False,
             )
-            self.load_balancer.add_redirect(source_port=80, target_port=443)
+            self.load_balancer.add_redirect(source_port=80, target_port=443, open=False)
             host = settings.domain_name or self.load_balancer.load_balancer_dns_name
             self.url = f"https://{host}"
         else:
-            listener = self.load_balancer.add_listener("Http", port=80, open=True)
+            listener = self.load_balancer.add_listener("Http", port=80, open=False)
             self.url = f"http://{self.load_balancer.load_balancer_dns_name}"
         self.listener = listener
+        # Who may reach the ALB at all: the internet by default, or one CIDR from context.
+        for port in (80, 443) if settings.certificate_arn else (80,):
+            self.load_balancer.connections.allow_from(
+                ec2.Peer.ipv4(settings.alb_ingress_cidr),
+                ec2.Port.tcp(port),
+                f"HTTP(S) clients ({settings.alb_ingress_cidr})",
+            )
 
         self.target_group = listener.add_targets(
             "Service",
@@ -193,7 +200,7 @@ class FargateService(Construct):
 
         if settings.waf:
             RegionalWebAcl(self, "Waf", resource_arn=self.load_balancer.load_balancer_arn)
-        self._acknowledge_findings()
+        self._acknowledge_findings(settings)
 
     def _vpc(self, settings: Settings) -> ec2.IVpc:
         """A looked-up VPC (context ``vpc_id``) or a new two-AZ VPC with flow logs."""
@@ -223,17 +230,19 @@ class FargateService(Construct):
         )
         return vpc
 
-    def _acknowledge_findings(self) -> None:
+    def _acknowledge_findings(self, settings: Settings) -> None:
         """Each accepted AwsSolutions finding, on the narrowest construct, with its reason."""
-        for security_group in self.load_balancer.connections.security_groups:
-            acknowledge(
-                security_group,
-                Acknowledgement(
-                    "AwsSolutions-EC23",
-                    "The internet-facing ALB must accept HTTP(S) from anywhere: it is the public "
-                    "endpoint; the tasks' own security group admits only the ALB.",
-                ),
-            )
+        if settings.alb_ingress_cidr == ANYWHERE_IPV4:
+            for security_group in self.load_balancer.connections.security_groups:
+                acknowledge(
+                    security_group,
+                    Acknowledgement(
+                        "AwsSolutions-EC23",
+                        "The internet-facing ALB accepts HTTP(S) from anywhere by default: it is "
+                        "the public endpoint (narrow it with context alb_ingress_cidr); the tasks' "
+                        "own security group admits only the ALB.",
+                    ),
+                )
         acknowledge(
             self.task_definition,
             Acknowledgement(

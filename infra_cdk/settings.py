@@ -7,6 +7,7 @@ as native JSON values, and a bad value stops synthesis with a message that names
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -23,6 +24,9 @@ VALID_RETENTION_DAYS: tuple[int, ...] = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
     2922, 3288, 3653,
 )  # fmt: skip
+
+# The ALB's default audience: the whole internet (narrow it with context alb_ingress_cidr).
+ANYWHERE_IPV4 = "0.0.0.0/0"
 
 # Region used when neither context nor the environment names one: synthesis must work offline,
 # on a machine with no AWS configuration at all.
@@ -83,6 +87,7 @@ class Settings:
     nat_gateways: int = 1
     certificate_arn: str | None = None
     domain_name: str | None = None
+    alb_ingress_cidr: str = ANYWHERE_IPV4
     fargate_cpu: int = 512
     fargate_memory_mb: int = 1024
     min_tasks: int = 2
@@ -145,6 +150,7 @@ class Settings:
             nat_gateways=reader.integer("nat_gateways", defaults.nat_gateways),
             certificate_arn=reader.text("certificate_arn"),
             domain_name=reader.text("domain_name"),
+            alb_ingress_cidr=reader.text("alb_ingress_cidr") or defaults.alb_ingress_cidr,
             fargate_cpu=reader.integer("fargate_cpu", defaults.fargate_cpu),
             fargate_memory_mb=reader.integer("fargate_memory_mb", defaults.fargate_memory_mb),
             min_tasks=reader.integer("min_tasks", defaults.min_tasks),
@@ -225,6 +231,11 @@ class Settings:
             "a domain name is only used with HTTPS: also pass certificate_arn",
         )
         _check(
+            _is_ipv4_network(self.alb_ingress_cidr),
+            "alb_ingress_cidr",
+            f"expected an IPv4 CIDR such as 203.0.113.0/24, got {self.alb_ingress_cidr!r}",
+        )
+        _check(
             (self.fargate_cpu, self.fargate_memory_mb) in _FARGATE_SIZES,
             "fargate_cpu",
             f"Fargate has no task size cpu={self.fargate_cpu} memory={self.fargate_memory_mb} MB",
@@ -247,6 +258,13 @@ _FARGATE_SIZES: frozenset[tuple[int, int]] = frozenset(
     + [(2048, m) for m in range(4096, 16385, 1024)]
     + [(4096, m) for m in range(8192, 30721, 1024)]
 )
+
+
+def _is_ipv4_network(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_network(text, strict=True), ipaddress.IPv4Network)
+    except ValueError:
+        return False
 
 
 def _check(condition: bool, key: str, message: str) -> None:

@@ -182,6 +182,7 @@ def tuned_app(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> S
         throttle_burst_limit="80",
         certificate_arn=CERTIFICATE_ARN,
         domain_name="pd.example.com",
+        alb_ingress_cidr="203.0.113.0/24",
         min_tasks="3",
         max_tasks="6",
         cpu_target_percent="50",
@@ -780,6 +781,23 @@ def test_new_vpc_has_two_azs_one_nat_and_rejected_traffic_flow_logs(
         "AWS::EC2::FlowLog",
         {"TrafficType": "REJECT", "LogDestinationType": "cloud-watch-logs"},
     )
+
+
+def _alb_ingress(template: dict[str, Any]) -> list[tuple[str, int, int]]:
+    alb = only_resource(template, "AWS::ElasticLoadBalancingV2::LoadBalancer")["Properties"]
+    alb_security_group = alb["SecurityGroups"][0]["Fn::GetAtt"][0]
+    rules = template["Resources"][alb_security_group]["Properties"]["SecurityGroupIngress"]
+    return sorted((rule["CidrIp"], rule["FromPort"], rule["ToPort"]) for rule in rules)
+
+
+def test_alb_admits_the_internet_on_http_by_default_and_only_the_context_cidr_when_set(
+    default_app: Synthesized, tuned_app: Synthesized
+) -> None:
+    assert _alb_ingress(default_app.fargate_json) == [("0.0.0.0/0", 80, 80)]
+    assert _alb_ingress(tuned_app.fargate_json) == [
+        ("203.0.113.0/24", 80, 80),
+        ("203.0.113.0/24", 443, 443),
+    ]
 
 
 def test_tasks_accept_traffic_only_from_the_load_balancer(default_app: Synthesized) -> None:

@@ -132,6 +132,8 @@ def test_mlflow_token_is_configured_by_secret_arn() -> None:
         ({"fargate_cpu": 256, "fargate_memory_mb": 4096}, "fargate_cpu"),
         ({"min_tasks": 5, "max_tasks": 2}, "min_tasks"),
         ({"nat_gateways": 0}, "nat_gateways"),
+        ({"alb_ingress_cidr": "10.0.0.1/8"}, "alb_ingress_cidr"),
+        ({"alb_ingress_cidr": "2001:db8::/32"}, "alb_ingress_cidr"),
         ({"cpu_target_percent": 95}, "cpu_target_percent"),
         ({"account": "12345"}, "account"),
         ({"region": "mars-north-1a"}, "region"),
