@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, Page
 
 from tests.integration.browser_harness import (
     CHROMIUM_ARGS,
@@ -25,7 +25,7 @@ from tests.integration.browser_harness import (
 
 
 @pytest.fixture(scope="session")
-def chromium_browser() -> Iterator[Any]:
+def chromium_browser() -> Iterator[Browser]:
     """Debian's headless Chromium under Playwright, once per session.
 
     ``make test`` installs it first (``make browser-deps``); the tests skip only where that was
@@ -58,7 +58,7 @@ def live_app(trained_artifacts: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(chromium_browser: Any) -> Iterator[Any]:
+def page(chromium_browser: Browser) -> Iterator[Page]:
     """A fresh desktop-sized tab in its own browser context (own sessionStorage, own cookies)."""
     context = chromium_browser.new_context(viewport=DESKTOP_VIEWPORT)
     tab = context.new_page()
@@ -71,7 +71,7 @@ def page(chromium_browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def phone_page(chromium_browser: Any) -> Iterator[Any]:
+def phone_page(chromium_browser: Browser) -> Iterator[Page]:
     """A fresh tab at phone width (375 px, the narrowest common phone), with touch and 2x pixels."""
     context = chromium_browser.new_context(
         viewport=PHONE_VIEWPORT, device_scale_factor=2, is_mobile=True, has_touch=True

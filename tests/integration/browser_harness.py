@@ -24,13 +24,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
-from playwright.sync_api import expect
+from playwright.sync_api import FilePayload, Page, Response, ViewportSize, expect
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_DIR = REPO_ROOT / "lambda"
@@ -47,8 +47,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SERVER_START_TIMEOUT_S = 60.0
-DESKTOP_VIEWPORT = {"width": 1280, "height": 900}
-PHONE_VIEWPORT = {"width": 375, "height": 812}
+DESKTOP_VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
+PHONE_VIEWPORT: ViewportSize = {"width": 375, "height": 812}
 FEATURES = (
     "credit_lines_outstanding",
     "loan_amt_outstanding",
@@ -141,7 +141,7 @@ def serve_app(artifact_dir: Path) -> Iterator[str]:
                 process.wait(timeout=10)
 
 
-def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log: Any) -> None:
+def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log: IO[str]) -> None:
     """Poll GET /health; fail with the server's own output if it dies or never becomes ready."""
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -252,20 +252,20 @@ class StagePrefixProxy:
 # ---- Page helpers shared by the browser tests ------------------------------------------------
 
 
-def open_page(tab: Any, url: str) -> None:
+def open_page(tab: Page, url: str) -> None:
     """Load the page and wait until its GET /model call has settled (success or failure)."""
     tab.goto(url)
     # Locator expectations, not wait_for_function: the page's CSP forbids eval, which that uses.
     expect(tab.locator("#model-summary")).not_to_have_text("Model details are loading.")
 
 
-def fill_loan(tab: Any, values: dict[str, object]) -> None:
+def fill_loan(tab: Page, values: Mapping[str, object]) -> None:
     """Type each value into the field of the same name, as a user would."""
     for name, value in values.items():
         tab.fill(f"#{name}", str(value))
 
 
-def submit_single_loan(tab: Any) -> Any:
+def submit_single_loan(tab: Page) -> Response:
     """Press "Estimate risk" and return the real /predict response once the page has rendered it."""
     with tab.expect_response(
         lambda response: response.url.endswith("/predict") and response.request.method == "POST"
@@ -275,17 +275,16 @@ def submit_single_loan(tab: Any) -> Any:
     return answer.value
 
 
-def csv_text(header: list[str], rows: list[list[object]]) -> str:
+def csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A CSV file body with CRLF line ends, as spreadsheet apps write it."""
     lines = [",".join(header)] + [",".join(str(cell) for cell in row) for row in rows]
     return "\r\n".join(lines) + "\r\n"
 
 
-def choose_csv(tab: Any, text: str, name: str = "loans.csv") -> None:
+def choose_csv(tab: Page, text: str, name: str = "loans.csv") -> None:
     """Put an in-memory CSV file into the page's file input."""
-    tab.set_input_files(
-        "#batch-file", files=[{"name": name, "mimeType": "text/csv", "buffer": text.encode()}]
-    )
+    payload: FilePayload = {"name": name, "mimeType": "text/csv", "buffer": text.encode()}
+    tab.set_input_files("#batch-file", files=[payload])
 
 
 def sample_loans(count: int) -> list[dict[str, float | int]]:

@@ -6,9 +6,8 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
 
-from playwright.sync_api import Route, expect
+from playwright.sync_api import Page, Response, Route, expect
 
 from tests.integration.browser_harness import (
     FEATURES,
@@ -33,7 +32,7 @@ def loans_csv(loans: list[dict[str, float | int]], with_customer_id: bool = True
     return csv_text(header, rows)
 
 
-def score_file(tab: Any) -> Any:
+def score_file(tab: Page) -> Response:
     """Press "Score the file" and return the real /predict/batch response once it is rendered."""
     with tab.expect_response(lambda response: response.url.endswith("/predict/batch")) as answer:
         tab.get_by_role("button", name="Score the file").click()
@@ -41,7 +40,7 @@ def score_file(tab: Any) -> Any:
     return answer.value
 
 
-def table_probabilities(tab: Any) -> list[float]:
+def table_probabilities(tab: Page) -> list[float]:
     """The probability column's exact values, in the order the table shows them."""
     cells = tab.locator("#batch-table tbody td[data-probability]")
     return [
@@ -51,7 +50,7 @@ def table_probabilities(tab: Any) -> list[float]:
 
 
 def test_browser_csv_upload_scores_every_row_in_order_with_ids_summary_and_model_version(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN a CSV of 40 loans with a customer_id column
     loans = sample_loans(40)
@@ -63,7 +62,7 @@ def test_browser_csv_upload_scores_every_row_in_order_with_ids_summary_and_model
 
     # THEN only the six features were sent, and the table shows the real answers in file order
     assert response.status == 200
-    assert json.loads(response.request.post_data) == {"loans": loans}
+    assert response.request.post_data_json == {"loans": loans}
     answer = response.json()
     status, direct = http_json(live_app + "predict/batch", {"loans": loans})
     assert status == 200
@@ -88,7 +87,7 @@ def test_browser_csv_upload_scores_every_row_in_order_with_ids_summary_and_model
 
 
 def test_browser_batch_table_sorts_by_probability_both_ways_and_back_to_file_order(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN a scored file
     open_page(page, live_app)
@@ -123,7 +122,7 @@ def test_browser_batch_table_sorts_by_probability_both_ways_and_back_to_file_ord
 
 
 def test_browser_batch_results_download_as_csv_with_original_columns_and_predictions(
-    page: Any, live_app: str, tmp_path: Path
+    page: Page, live_app: str, tmp_path: Path
 ) -> None:
     # GIVEN a scored file with an extra column and a customer id that looks like a formula
     loans = sample_loans(12)
@@ -176,7 +175,7 @@ def test_browser_batch_results_download_as_csv_with_original_columns_and_predict
 
 
 def test_browser_csv_over_1000_rows_is_refused_with_a_clear_message_before_any_request(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN a file of 1,001 loans
     posted: list[str] = []
@@ -197,7 +196,7 @@ def test_browser_csv_over_1000_rows_is_refused_with_a_clear_message_before_any_r
     expect(page.locator("#batch-table")).to_have_count(0)
 
 
-def test_browser_csv_of_exactly_1000_rows_is_scored(page: Any, live_app: str) -> None:
+def test_browser_csv_of_exactly_1000_rows_is_scored(page: Page, live_app: str) -> None:
     # GIVEN a file at the limit
     open_page(page, live_app)
     choose_csv(page, loans_csv(sample_loans(1000)))
@@ -209,7 +208,7 @@ def test_browser_csv_of_exactly_1000_rows_is_scored(page: Any, live_app: str) ->
 
 
 def test_browser_malformed_csv_rows_are_reported_by_row_and_column_and_nothing_is_sent(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN a file with a non-number, a missing cell, an out-of-range FICO and a short row
     loans = sample_loans(6)
@@ -244,7 +243,7 @@ def test_browser_malformed_csv_rows_are_reported_by_row_and_column_and_nothing_i
 
 
 def test_browser_csv_without_a_required_column_names_the_missing_column(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN a file whose header lacks fico_score
     open_page(page, live_app)
@@ -258,7 +257,7 @@ def test_browser_csv_without_a_required_column_names_the_missing_column(
 
 
 def test_browser_server_side_batch_422_names_the_row_and_413_says_too_much_data(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN outgoing batch bodies rewritten so the real server judges them: first a bad row 3 ...
     loans = sample_loans(5)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from tests.integration.browser_harness import (
     FEATURES,
@@ -30,7 +28,7 @@ HORIZONTAL_OVERFLOW_JS = """
 
 
 def test_browser_phone_width_has_no_horizontal_scroll_with_result_errors_and_table_shown(
-    phone_page: Any, live_app: str
+    phone_page: Page, live_app: str
 ) -> None:
     # GIVEN a 375 px wide phone showing a result, a field error and a scored file
     open_page(phone_page, live_app)
@@ -61,7 +59,7 @@ def test_browser_phone_width_has_no_horizontal_scroll_with_result_errors_and_tab
     assert [name for name, height in heights if height < 44] == []
 
 
-def test_browser_desktop_width_puts_the_result_beside_the_form(page: Any, live_app: str) -> None:
+def test_browser_desktop_width_puts_the_result_beside_the_form(page: Page, live_app: str) -> None:
     # GIVEN a 1280 px wide window with a result shown
     open_page(page, live_app)
     submit_single_loan(page)
@@ -69,6 +67,8 @@ def test_browser_desktop_width_puts_the_result_beside_the_form(page: Any, live_a
     # THEN the result panel sits to the right of the form, top-aligned with it, and fully on screen
     form_box = page.locator("#loan-form").bounding_box()
     result_box = page.locator("#result").bounding_box()
+    assert form_box is not None
+    assert result_box is not None
     assert result_box["x"] >= form_box["x"] + form_box["width"]
     assert abs(result_box["y"] - form_box["y"]) < 2
     assert result_box["x"] + result_box["width"] <= 1280

@@ -8,9 +8,8 @@ page would refuse, it rewrites the outgoing request body (the server and its ans
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from playwright.sync_api import Route, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.integration.browser_harness import (
     CONTRAST_FAILURES_JS,
@@ -39,7 +38,7 @@ RISKY_LOAN = {
 
 
 def test_browser_prefilled_form_submit_shows_probability_decision_band_reasons_loss_and_version(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN the page with its example values
     open_page(page, live_app)
@@ -49,7 +48,7 @@ def test_browser_prefilled_form_submit_shows_probability_decision_band_reasons_l
 
     # THEN the page sent the six prefilled numbers and shows every part of the real answer
     assert response.status == 200
-    assert json.loads(response.request.post_data) == PAGE_EXAMPLE_LOAN
+    assert response.request.post_data_json == PAGE_EXAMPLE_LOAN
     answer = response.json()
     status, direct = http_json(live_app + "predict", PAGE_EXAMPLE_LOAN)
     assert status == 200
@@ -83,7 +82,7 @@ def test_browser_prefilled_form_submit_shows_probability_decision_band_reasons_l
 
 
 def test_browser_risky_applicant_typed_in_gets_likely_default_high_band_and_plain_word_reasons(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN an applicant with five credit lines, debt above income and a poor FICO score
     open_page(page, live_app)
@@ -104,7 +103,7 @@ def test_browser_risky_applicant_typed_in_gets_likely_default_high_band_and_plai
 
 
 def test_browser_invalid_values_get_client_side_messages_next_to_each_field_and_send_nothing(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN one wrong value in every field
     open_page(page, live_app)
@@ -158,7 +157,7 @@ def test_browser_invalid_values_get_client_side_messages_next_to_each_field_and_
 
 
 def test_browser_server_side_422_appears_next_to_the_field_it_names(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN a request body rewritten on its way out, so the real server sees FICO 900
     # (the page itself would never send it)
@@ -186,7 +185,7 @@ def test_browser_server_side_422_appears_next_to_the_field_it_names(
 
 
 def test_browser_server_side_422_for_a_field_the_form_does_not_have_is_listed_in_the_banner(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN an unknown field added to the outgoing body (the API rejects unknown fields)
     open_page(page, live_app)
@@ -205,7 +204,7 @@ def test_browser_server_side_422_for_a_field_the_form_does_not_have_is_listed_in
 
 
 def test_browser_gateway_5xx_and_unreachable_service_show_a_banner_not_a_blank_page(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     with StagePrefixProxy(live_app, "/prod") as gateway:
         # GIVEN the page loaded through the gateway, whose integration then goes away
@@ -232,7 +231,7 @@ def test_browser_gateway_5xx_and_unreachable_service_show_a_banner_not_a_blank_p
 
 
 def test_browser_keyboard_only_user_tabs_through_fields_in_order_and_submits_with_enter(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN the page, used from the keyboard only
     open_page(page, live_app)
@@ -258,7 +257,7 @@ def test_browser_keyboard_only_user_tabs_through_fields_in_order_and_submits_wit
         page.keyboard.press("Enter")
 
     # THEN the typed value was sent and the result is shown
-    assert json.loads(answer.value.request.post_data)["fico_score"] == 700
+    assert (answer.value.request.post_data_json or {}).get("fico_score") == 700
     expect(page.locator("#probability-value")).to_have_text(
         percent(answer.value.json()["probability"])
     )
@@ -267,7 +266,7 @@ def test_browser_keyboard_only_user_tabs_through_fields_in_order_and_submits_wit
 
 
 def test_browser_api_key_is_sent_as_x_api_key_and_kept_only_in_session_storage(
-    page: Any, live_app: str, chromium_browser: Any
+    page: Page, live_app: str, chromium_browser: Browser
 ) -> None:
     # GIVEN a user who enters an API key
     open_page(page, live_app)
@@ -296,7 +295,7 @@ def test_browser_api_key_is_sent_as_x_api_key_and_kept_only_in_session_storage(
 
 
 def test_browser_page_only_talks_to_its_own_origin_and_logs_no_console_errors(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN a record of every request and console error
     requested: list[str] = []
@@ -319,7 +318,7 @@ def test_browser_page_only_talks_to_its_own_origin_and_logs_no_console_errors(
 
 
 def test_browser_every_field_has_a_label_results_are_announced_and_text_meets_wcag_aa_contrast(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN the page with a result AND a field error on screen (the most colours at once)
     open_page(page, live_app)
@@ -345,7 +344,7 @@ def test_browser_every_field_has_a_label_results_are_announced_and_text_meets_wc
 
 
 def test_browser_model_link_opens_the_live_model_metrics_and_footer_names_the_version(
-    page: Any, live_app: str
+    page: Page, live_app: str
 ) -> None:
     # GIVEN the page
     open_page(page, live_app)

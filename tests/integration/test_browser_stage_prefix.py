@@ -7,11 +7,8 @@ front of the real app, so these tests prove the page's relative URLs survive the
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from tests.integration.browser_harness import (
     StagePrefixProxy,
@@ -29,7 +26,7 @@ pytest_plugins = ["tests.integration.browser_fixtures"]
 
 @pytest.mark.parametrize("page_path", ["/prod/", "/prod"], ids=["with-slash", "without-slash"])
 def test_browser_page_under_prod_stage_scores_a_loan_and_a_file_through_the_prefix(
-    page: Any, stage_proxy: StagePrefixProxy, page_path: str
+    page: Page, stage_proxy: StagePrefixProxy, page_path: str
 ) -> None:
     # GIVEN the page opened at the stage URL, as a user would from the API Gateway console
     requested: list[str] = []
@@ -73,7 +70,7 @@ def test_browser_page_under_prod_stage_scores_a_loan_and_a_file_through_the_pref
     # THEN it went to /prod/predict/batch, and every request the page made stayed inside the stage
     assert batch.value.url == stage + "predict/batch"
     assert batch.value.status == 200
-    assert json.loads(batch.value.request.post_data) == {"loans": loans}
+    assert batch.value.request.post_data_json == {"loans": loans}
     expect(page.locator("#batch-table tbody tr")).to_have_count(8)
     outside = [
         url
