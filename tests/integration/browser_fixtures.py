@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from tests.integration.browser_harness import (
     CHROMIUM_ARGS,
@@ -22,6 +22,9 @@ from tests.integration.browser_harness import (
     StagePrefixProxy,
     serve_app,
 )
+
+# The suite shares two cores with other processes: give page assertions more than the 5 s default.
+expect.set_options(timeout=10_000)
 
 
 @pytest.fixture(scope="session")
