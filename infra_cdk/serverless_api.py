@@ -68,9 +68,9 @@ class ServerlessApi(Construct):
             self,
             "FunctionRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Loan-default function: write its own log group, read the MLflow token",
+            description="Loan-default function: its own log group (+ the MLflow token if set)",
         )
-        # Only its own log group: no AWSLambdaBasicExecutionRole (logs:* on every group).
+        # Only its own log group, instead of AWSLambdaBasicExecutionRole (every group: "*").
         self.function_log_group.grant_write(self.role)
         if settings.mlflow_tracking_token_secret_arn:
             self.role.add_to_policy(
