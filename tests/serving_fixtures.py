@@ -11,7 +11,14 @@ import base64
 import copy
 import io
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,3 +216,73 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 def lines(stream: io.StringIO) -> Iterator[str]:
     yield from (line for line in stream.getvalue().splitlines() if line.strip())
+
+
+UVICORN_ARGS = ("--app-dir", str(LAMBDA_ROOT), "--http", "httptools", "--loop", "uvloop")
+
+
+def start_uvicorn(
+    artifact_dir: Path, port: int, env: dict[str, str] | None = None, workers: int = 1
+) -> subprocess.Popen[str]:
+    """``python -m uvicorn main:app`` as ``make serve`` runs it, on ``port``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "main:app",
+        *UVICORN_ARGS,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--workers",
+        str(workers),
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env={**clean, "ARTIFACT_DIR": str(artifact_dir), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_http(url: str, process: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    """Poll ``url`` until it answers 200; fail early (with its output) if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise RuntimeError(f"process exited with {process.returncode}:\n{output}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def stop_process(process: subprocess.Popen[str], timeout: float = 20.0) -> tuple[int, str]:
+    """SIGTERM, wait (SIGKILL after ``timeout``); returns the exit status and the output.
+
+    uvicorn >= 0.29 re-raises a captured SIGTERM after its graceful shutdown, so a clean stop
+    ends with status -15 and "Application shutdown complete." in the output.
+    """
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    output = process.stdout.read() if process.stdout else ""
+    return int(process.returncode), output
+
+
+def stopped_gracefully(status: int, output: str) -> bool:
+    return status in (0, -signal.SIGTERM) and "Application shutdown complete." in output

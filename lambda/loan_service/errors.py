@@ -135,7 +135,10 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Log the traceback server-side; answer 500 with a fixed message."""
+    """Log the traceback server-side; answer 500 with a fixed message.
+
+    ``RequestContextMiddleware`` answers errors escaping the routes; this handler covers what
+    fails outside it (Starlette's outermost error middleware)."""
     _log.error(
         "unhandled error answering %s %s",
         request.method,

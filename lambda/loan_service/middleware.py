@@ -7,6 +7,7 @@ request; the two that can refuse a request answer without reading more of it.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -16,6 +17,7 @@ from urllib.parse import unquote
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loan_service.errors import (
+    INTERNAL_ERROR_MESSAGE,
     JSON_CONTENT_TYPE,
     NOT_JSON_MESSAGE,
     REQUEST_ID_HEADER,
@@ -28,6 +30,8 @@ _REQUEST_ID_BYTES: Final = REQUEST_ID_HEADER.encode()
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._~:@/+=-]{1,128}$")
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 _JSON_HEADERS: Final = [(b"content-type", JSON_CONTENT_TYPE.encode())]
+
+_log = logging.getLogger(__name__)
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -51,7 +55,12 @@ async def send_error(send: Send, status: int, message: str, request_id: str) -> 
 
 
 class RequestContextMiddleware:
-    """Reuse a valid client ``X-Request-ID`` or mint one; echo it; stamp the start time."""
+    """Reuse a valid client ``X-Request-ID`` or mint one; echo it; stamp the start time.
+
+    Also the last line of defence: an exception escaping the app is logged ONCE here, with the
+    request id, and answered with the 500 JSON (Starlette's own error middleware would re-raise
+    it to the server, which logs the same traceback a second time).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -70,16 +79,29 @@ class RequestContextMiddleware:
         state["started_ns"] = time.perf_counter_ns()
         state["started_wall_ns"] = time.time_ns()
         header = (_REQUEST_ID_BYTES, request_id.encode())
+        response_started = False
 
         async def send_with_request_id(message: Message) -> None:
+            nonlocal response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 headers = list(message.get("headers", ()))
                 if not any(key.lower() == _REQUEST_ID_BYTES for key, _ in headers):
                     headers.append(header)
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_request_id)
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            _log.exception(
+                "unhandled error answering %s %s",
+                scope.get("method"),
+                scope.get("path"),
+                extra={"request_id": request_id},
+            )
+            if not response_started:
+                await send_error(send_with_request_id, 500, INTERNAL_ERROR_MESSAGE, request_id)
 
 
 def _strip_prefix(path: str, prefix: str) -> bool:

@@ -98,6 +98,10 @@ class TraceExporter(Protocol):
 
     def export(self, record: PredictionRecord) -> bool: ...
 
+    def close(self) -> None:
+        """Undo what ``prepare`` hooked into the process (the logging thread has stopped)."""
+        ...
+
 
 class _FailureSpy(logging.Filter):
     """MLflow's exporter swallows export errors and logs them; this notices and mutes them.
@@ -225,6 +229,10 @@ class MlflowTraceExporter:
     def last_error(self) -> str:
         return self._spy.last_message
 
+    def close(self) -> None:
+        for name in (_MLFLOW_EXPORT_LOGGER, _MLFLOW_FLUENT_LOGGER):
+            logging.getLogger(name).removeFilter(self._spy)
+
 
 class BackgroundPredictionLog:
     """Bounded queue + one daemon thread feeding a ``TraceExporter``; never blocks a request."""
@@ -296,6 +304,8 @@ class BackgroundPredictionLog:
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(_STOP)
         self._thread.join(timeout=1.0)
+        if not self._thread.is_alive():
+            self._exporter.close()
         self._state = "stopped"
 
     # --- the logging thread -------------------------------------------------------------------

@@ -269,3 +269,35 @@ def test_outside_lambda_only_the_configured_base_path_applies() -> None:
     assert (seen["root_path"], seen["path"]) == ("/loans", "/loans/predict")
     untouched = rewritten(http_scope(path="/predict"))
     assert untouched["root_path"] == ""
+
+
+class FailingApp:
+    def __init__(self, after_start: bool) -> None:
+        self.after_start = after_start
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.after_start:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("/var/task/artifacts/model.onnx is gone")
+
+
+def test_an_exception_escaping_the_app_becomes_a_logged_500_without_details(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scope = http_scope(headers={"x-request-id": "req-500"})
+    with caplog.at_level("ERROR", logger="loan_service.middleware"):
+        sent, _ = run(RequestContextMiddleware(FailingApp(after_start=False)), scope)
+    assert status_of(sent) == 500
+    assert header_of(sent, b"x-request-id") == b"req-500"
+    body = json.loads(body_of(sent))
+    assert body == {
+        "error": "internal_error",
+        "message": "The service failed to answer this request; it has been logged.",
+        "request_id": "req-500",
+    }
+    assert "model.onnx" not in json.dumps(body)
+
+
+def test_an_exception_after_the_response_started_sends_no_second_start() -> None:
+    sent, _ = run(RequestContextMiddleware(FailingApp(after_start=True)), http_scope())
+    assert [m["type"] for m in sent] == ["http.response.start"]

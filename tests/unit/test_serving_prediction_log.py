@@ -37,6 +37,7 @@ class ScriptedExporter:
         self.attempts = 0
         self.release = threading.Event()
         self.release.set()
+        self.closed = False
 
     def prepare(self) -> None:
         return None
@@ -46,6 +47,9 @@ class ScriptedExporter:
         self.connect_attempts += 1
         if self.connect_attempts <= self.connect_failures:
             raise ConnectionError("server down")
+
+    def close(self) -> None:
+        self.closed = True
 
     def export(self, record: PredictionRecord) -> bool:
         attempt = self.attempts
@@ -148,6 +152,7 @@ def test_close_drains_what_is_queued_then_stops_the_thread() -> None:
     log.close(timeout=5)
     assert len(exporter.exported) == 10
     assert log.status().state == "stopped"
+    assert exporter.closed
 
 
 def test_the_disabled_log_accepts_records_and_reports_itself_off() -> None:

@@ -1,0 +1,245 @@
+"""Prediction logging against a real ``mlflow server`` (SQLite backend), and with no server.
+
+Every prediction becomes one MLflow trace, found by its request id; a dead or unreachable tracking
+server changes neither the answers nor their latency (p99 within 2x of logging off, measured
+interleaved in the same test so both sides share the machine's noise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loan_service.lambda_adapter import LambdaHandler
+from loan_service.service import PredictionService
+from tests.serving_fixtures import (
+    MIDDLING_LOAN,
+    RISKY_LOAN,
+    TYPICAL_LOAN,
+    FakeLambdaContext,
+    build_test_handler,
+    free_port,
+    load_project_event,
+    percentile,
+    response_json,
+    shape_event,
+    start_uvicorn,
+    stop_process,
+    stopped_gracefully,
+    wait_for_http,
+)
+
+pytestmark = pytest.mark.slow
+NON_ROUTABLE_URI = "http://10.255.255.1:5000"
+LATENCY_SAMPLES = 4000
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``mlflow server`` on a free port with a SQLite store, polled until /health answers."""
+    home = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    process = subprocess.Popen(
+        [
+            str(mlflow_cli),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{home / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(home / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", process, timeout=240)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(autouse=True)
+def restore_process_state() -> Iterator[None]:
+    """The logger configures the MLflow client through os.environ and mlflow's global URI."""
+    saved_environ = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved_environ)
+    if "mlflow" in sys.modules:
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        tracking_utils._tracking_uri = None
+
+
+def predict_event(loan: dict[str, Any], request_id: str) -> dict[str, Any]:
+    return shape_event(
+        load_project_event("apigw-http-v2-prod-stage.json"),
+        "POST",
+        "/prod/predict",
+        body=loan,
+        headers={"content-type": "application/json", "x-request-id": request_id},
+    )
+
+
+def traces_of(tracking_uri: str, experiment_name: str) -> list[Any]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    assert experiment is not None, f"experiment {experiment_name} was never created"
+    return list(client.search_traces(locations=[experiment.experiment_id], max_results=500))
+
+
+def test_n_predictions_become_n_queryable_traces(
+    trained_artifacts: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GIVEN logging to a real server WHEN 25 single predictions and one batch of 3 are served
+    THEN 26 traces exist, each found by its request id, with inputs, outputs, model version and
+    latency."""
+    experiment = f"serving-test-{uuid.uuid4().hex[:8]}"
+    handler, service = build_test_handler(
+        trained_artifacts, mlflow_tracking_uri=mlflow_server, mlflow_experiment_name=experiment
+    )
+    answers = {}
+    for i in range(25):
+        response = handler(predict_event(TYPICAL_LOAN, f"trace-{i}"), FakeLambdaContext())
+        answers[f"trace-{i}"] = response_json(response)
+    batch_event = predict_event({"loans": [RISKY_LOAN, MIDDLING_LOAN, TYPICAL_LOAN]}, "trace-b")
+    batch_event["rawPath"] = batch_event["requestContext"]["http"]["path"] = "/prod/predict/batch"
+    assert handler(batch_event, FakeLambdaContext())["statusCode"] == 200
+    try:
+        assert service.prediction_log.wait_until_idle(120)  # type: ignore[attr-defined]
+        status = service.prediction_log.status()
+        assert (status.exported, status.failed, status.dropped) == (26, 0, 0)
+    finally:
+        service.prediction_log.close()
+
+    traces = traces_of(mlflow_server, experiment)
+    assert len(traces) == 26
+    assert {t.info.tags["request_id"] for t in traces} == {*answers, "trace-b"}
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id  # type: ignore[union-attr]
+    (found,) = client.search_traces(
+        locations=[experiment_id], filter_string="tags.request_id = 'trace-7'"
+    )
+    span = found.data.spans[0]
+    assert span.inputs == {k: float(v) for k, v in TYPICAL_LOAN.items()}
+    assert span.outputs["probability"] == answers["trace-7"]["probability"]
+    assert span.outputs["reasons"] == answers["trace-7"]["reasons"]
+    assert found.info.tags["model_version"] == service.model_version
+    assert found.info.tags["endpoint"] == "/predict"
+    assert float(found.info.tags["latency_ms"]) > 0
+    (batch,) = [t for t in traces if t.info.tags["request_id"] == "trace-b"]
+    assert batch.info.tags["n_loans"] == "3"
+    assert len(batch.data.spans[0].outputs["predictions"]) == 3
+    capsys.readouterr()
+
+
+def test_sigterm_drains_queued_records_before_uvicorn_exits(
+    trained_artifacts: Path, mlflow_server: str
+) -> None:
+    experiment = f"serving-drain-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    process = start_uvicorn(
+        trained_artifacts,
+        port,
+        env={"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": experiment},
+    )
+    wait_for_http(f"http://127.0.0.1:{port}/health", process)
+    body = json.dumps(TYPICAL_LOAN).encode()
+    for i in range(10):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict",
+            data=body,
+            headers={"content-type": "application/json", "x-request-id": f"drain-{i}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+    status, output = stop_process(process, timeout=60)
+    assert stopped_gracefully(status, output), output
+    traces = traces_of(mlflow_server, experiment)
+    assert {t.info.tags["request_id"] for t in traces} == {f"drain-{i}" for i in range(10)}
+
+
+def wait_for_state(service: PredictionService, state: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.prediction_log.status().state == state:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"logger never reached {state}: {service.prediction_log.status()}")
+
+
+def interleaved_latencies(
+    logging_on: LambdaHandler, logging_off: LambdaHandler, samples: int
+) -> tuple[list[float], list[float]]:
+    """Alternate the two handlers call by call, so machine noise hits both alike."""
+    on: list[float] = []
+    off: list[float] = []
+    context = FakeLambdaContext()
+    for i in range(samples):
+        event = predict_event(MIDDLING_LOAN, f"fault-{i}")
+        for handler, sink in ((logging_on, on), (logging_off, off)):
+            started = time.perf_counter()
+            response = handler(event, context)
+            sink.append(time.perf_counter() - started)
+            assert response["statusCode"] == 200
+    return on, off
+
+
+@pytest.mark.parametrize(
+    "tracking_uri",
+    [
+        pytest.param("closed-port", id="closed-port"),
+        pytest.param(NON_ROUTABLE_URI, id="non-routable"),
+    ],
+)
+def test_a_dead_tracking_server_changes_neither_answers_nor_latency(
+    trained_artifacts: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GIVEN MLFLOW_TRACKING_URI at a closed port / a non-routable address WHEN thousands of
+    predictions are served THEN all succeed, records are held then dropped and counted, and p99
+    latency stays within 2x of the same service with logging off."""
+    uri = f"http://127.0.0.1:{free_port()}" if tracking_uri == "closed-port" else tracking_uri
+    logging_on, on_service = build_test_handler(
+        trained_artifacts, mlflow_tracking_uri=uri, prediction_log_queue_size=1000
+    )
+    logging_off, _ = build_test_handler(trained_artifacts)
+    try:
+        wait_for_state(on_service, "backoff", timeout=30)
+        interleaved_latencies(logging_on, logging_off, 300)  # warm both paths
+        on, off = interleaved_latencies(logging_on, logging_off, LATENCY_SAMPLES)
+        p99_on, p99_off = percentile(on, 0.99), percentile(off, 0.99)
+        status = on_service.prediction_log.status()
+        assert status.exported == 0
+        assert status.queued + status.dropped == LATENCY_SAMPLES + 300
+        assert status.dropped > 0
+        assert p99_on <= 2 * p99_off, (
+            f"p99 with logging {p99_on * 1e6:.0f} us vs off {p99_off * 1e6:.0f} us; "
+            f"p50 {percentile(on, 0.5) * 1e6:.0f} vs {percentile(off, 0.5) * 1e6:.0f} us"
+        )
+    finally:
+        on_service.prediction_log.close(timeout=0)
+        capsys.readouterr()

@@ -1,0 +1,88 @@
+"""Fresh processes: what importing ``main`` loads, and how a bad artifact stops it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.serving_fixtures import LAMBDA_ROOT, PROJECT_EVENTS_DIR, REPO_ROOT
+
+HEAVY_MODULES = ("sklearn", "scipy", "pandas", "mlflow")
+
+SERVE_ONE_PREDICTION = f"""
+import json, sys
+import main
+from tests.serving_fixtures import FakeLambdaContext, load_project_event, response_json
+response = main.handler(load_project_event("apigw-http-v2-prod-stage.json"), FakeLambdaContext())
+loaded = sorted({{name.split(".")[0] for name in sys.modules}} & set({HEAVY_MODULES!r}))
+print(json.dumps({{"status": response["statusCode"], "answer": response_json(response),
+                  "runtime": main.service.assessor.runtime, "heavy": loaded}}))
+"""
+
+
+def run_python(code: str, artifact_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env={
+            **clean,
+            "PYTHONPATH": os.pathsep.join([str(LAMBDA_ROOT), str(REPO_ROOT)]),
+            "ARTIFACT_DIR": str(artifact_dir),
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def last_json_line(stdout: str) -> dict[str, object]:
+    parsed: dict[str, object] = json.loads(stdout.strip().splitlines()[-1])
+    return parsed
+
+
+def test_serving_on_onnx_loads_no_sklearn_scipy_pandas_or_mlflow(trained_artifacts: Path) -> None:
+    """GIVEN a fresh interpreter WHEN it imports main and serves one prediction through the
+    Lambda handler on the ONNX path THEN none of the heavy libraries was ever imported."""
+    assert PROJECT_EVENTS_DIR.is_dir()
+    result = run_python(SERVE_ONE_PREDICTION, trained_artifacts)
+    assert result.returncode == 0, result.stderr
+    report = last_json_line(result.stdout)
+    assert report["status"] == 200
+    assert report["runtime"] == "onnx"
+    assert report["heavy"] == []
+
+
+def test_the_sklearn_fallback_really_uses_sklearn(trained_artifacts: Path) -> None:
+    """The same probe can see heavy modules: the hygiene test above is not vacuous."""
+    result = run_python(SERVE_ONE_PREDICTION, trained_artifacts, MODEL_RUNTIME="sklearn")
+    assert result.returncode == 0, result.stderr
+    report = last_json_line(result.stdout)
+    assert report["runtime"] == "sklearn"
+    assert "sklearn" in report["heavy"]  # type: ignore[operator]
+
+
+def test_a_tampered_artifact_stops_main_from_importing_and_names_the_file(
+    trained_artifacts: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "artifacts"
+    shutil.copytree(trained_artifacts, folder)
+    with (folder / "stats.json").open("a") as handle:
+        handle.write(" ")
+    result = run_python("import main", folder)
+    assert result.returncode != 0
+    assert "stats.json does not match its sha256 in manifest.json" in result.stderr
+    assert "refusing to start" in result.stderr
+
+
+def test_a_missing_artifact_folder_stops_main_with_a_hint(tmp_path: Path) -> None:
+    result = run_python("import main", tmp_path / "never-trained")
+    assert result.returncode != 0
+    assert "train first (`make train`) or set ARTIFACT_DIR" in result.stderr
