@@ -1255,15 +1255,27 @@ def largest_entries(root: Path, count: int = 12) -> list[tuple[str, int]]:
     return sorted(sizes, key=lambda item: item[1], reverse=True)[:count]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (Linux /proc), NaN where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def measure_cold_starts(image: EmulatedImage, runs: int) -> dict[str, list[float]]:
     """Seconds from process start to the first response, through both entry paths, ``runs`` times.
 
     ``runtime_interface_client``: ``python -m awslambdaric main.handler`` against the emulated
-    Runtime API, timed until the /response POST arrives (what Lambda's cold start is). ``direct``:
-    a bare interpreter importing main.handler and calling it once.
+    Runtime API, timed until the /response POST arrives (what Lambda's cold start is), plus the CPU
+    seconds that process had used by then (``cpu``: far less sensitive to other processes on a
+    shared machine than the wall clock). ``direct``: a bare interpreter importing main.handler and
+    calling it once.
     """
     event = load_event("apigw-http-v2-predict.json")
-    timings: dict[str, list[float]] = {"runtime_interface_client": [], "direct": []}
+    timings: dict[str, list[float]] = {"runtime_interface_client": [], "cpu": [], "direct": []}
     for _ in range(runs):
         with RuntimeApiEmulator() as api:
             started = time.perf_counter()
@@ -1271,6 +1283,7 @@ def measure_cold_starts(image: EmulatedImage, runs: int) -> dict[str, list[float
                 outcome = api.invoke(event)
                 if outcome.kind != "response":
                     raise EmulationError(f"cold start run failed: {outcome}\n{process.output()}")
+                timings["cpu"].append(_cpu_seconds(process.process.pid))
             timings["runtime_interface_client"].append(outcome.received_at - started)
         run = invoke_handler_in_fresh_process(image, [event])
         timings["direct"].append(run.first_response_seconds)
@@ -1323,9 +1336,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     contention = max(load_before, load_after) >= 0.5 * cores
     print(f"\ncold start, process start -> first response ({args.runs} runs each):")
+    labels = {
+        "runtime_interface_client": "awslambdaric, wall clock",
+        "cpu": "awslambdaric, CPU time",
+        "direct": "bare handler, wall clock",
+    }
     for path_name, values in timings.items():
         print(
-            f"  {path_name:26s} median {statistics.median(values):.3f} s  "
+            f"  {labels[path_name]:26s} median {statistics.median(values):.3f} s  "
             f"min {min(values):.3f} s  max {max(values):.3f} s"
         )
     print(
@@ -1334,9 +1352,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     cold_start = statistics.median(timings["runtime_interface_client"])
+    cold_start_figure = f"{cold_start:.3f} s (median wall clock, awslambdaric)"
+    if contention:
+        cpu = statistics.median(timings["cpu"])
+        cold_start_figure += f"; under contention - CPU time {cpu:.3f} s: measure again when idle"
     budgets = [
         ("task root <= 250 MB", task_root_size <= TASK_ROOT_BUDGET_BYTES, _mb(task_root_size)),
-        ("cold start <= 1.0 s", cold_start <= COLD_START_BUDGET_SECONDS, f"{cold_start:.3f} s"),
+        ("cold start <= 1.0 s", cold_start <= COLD_START_BUDGET_SECONDS, cold_start_figure),
     ]
     print("\nbudgets:")
     for name, met, figure in budgets:
