@@ -147,3 +147,22 @@ lambda-invoke: ## run the image under the Runtime Interface Emulator on :9000, P
 	    "http://localhost:$(LAMBDA_PORT)/2015-03-31/functions/function/invocations" -d @"$$event"; \
 	  echo; \
 	done
+
+# ---- Serving (issue 3): uvicorn with the standard extras (httptools + uvloop) --------------------
+# Plain uvicorn (h11 + asyncio) answered small POSTs ~40 ms late here; httptools + uvloop do not.
+# No access log: a log line per request would cost more than the prediction. `serve` and `run`
+# train first when the artifact folder is missing (the $(ARTIFACTS)/manifest.json file target).
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SERVE_ENV = ARTIFACT_DIR=$(abspath $(ARTIFACTS))
+UVICORN = $(PY) -m uvicorn main:app --app-dir lambda --http httptools --loop uvloop \
+	--no-access-log --host $(HOST) --port $(PORT)
+.PHONY: serve run
+
+serve: install $(ARTIFACTS)/manifest.json ## serve the page and API at http://127.0.0.1:8000 (uvicorn, httptools + uvloop)
+	$(SERVE_ENV) $(UVICORN)
+
+run: install $(ARTIFACTS)/manifest.json ## fresh clone: .venv, train if artifacts/ is missing, serve :8000, log predictions to mlflow.db
+	@echo "Serving http://$(HOST):$(PORT)/ (API docs at /docs); predictions are logged as MLflow traces"
+	@echo "to sqlite:///$(CURDIR)/mlflow.db, experiment loan-default-serving: browse them with 'make mlflow-ui'."
+	$(SERVE_ENV) MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(UVICORN)

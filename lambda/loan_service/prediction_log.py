@@ -30,12 +30,12 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 import numpy as np
 
-from loan_service.schemas import FEATURES, PredictionLogStatus, PredictionPublic
+from loan_service.schemas import FEATURES, PredictionLogStatus
 from loan_service.settings import Settings
 
 MLFLOW_HTTP_TIMEOUT_SECONDS: Final = 2
@@ -46,8 +46,8 @@ _MLFLOW_EXPORT_LOGGER: Final = "mlflow.tracing.export.mlflow_v3"
 _MLFLOW_FLUENT_LOGGER: Final = "mlflow.tracing.fluent"
 _MLFLOW_NO_OP_TRACE_ID: Final = "MLFLOW_NO_OP_SPAN_TRACE_ID"  # a span MLflow could not start
 
-# (start wall-clock ns, latency ns, request id, endpoint, raw feature rows, answers)
-PredictionRecord = tuple[int, int, str, str, np.ndarray, Sequence[PredictionPublic]]
+# (start wall-clock ns, latency ns, request id, endpoint, raw feature rows, answers as dicts)
+PredictionRecord = tuple[int, int, str, str, np.ndarray, Sequence[Mapping[str, Any]]]
 
 _log = logging.getLogger(__name__)
 _STOP: Final = object()
@@ -192,9 +192,9 @@ class MlflowTraceExporter:
     def export(self, record: PredictionRecord) -> bool:
         started_wall_ns, latency_ns, request_id, endpoint, raw, answers = record
         loans = [dict(zip(FEATURES, row, strict=True)) for row in raw.tolist()]
-        outputs = [answer.model_dump(mode="json") for answer in answers]
+        outputs = [dict(answer) for answer in answers]
         is_single = endpoint == "/predict"
-        model_version = answers[0].model_version if answers else ""
+        model_version = str(answers[0]["model_version"]) if answers else ""
         latency_ms = latency_ns / 1e6
         tags = {
             "request_id": request_id,

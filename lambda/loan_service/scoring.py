@@ -19,19 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from operator import attrgetter
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
 from loan_service.artifacts import FeatureStats
 from loan_service.predictor import DefaultRiskModel
-from loan_service.schemas import (
-    FEATURES,
-    LoanApplication,
-    PredictionPublic,
-    ReasonPublic,
-    RiskBand,
-)
+from loan_service.schemas import FEATURES, LoanApplication, RiskBand
 
 MEDIUM_RISK_FROM: Final = 0.20
 REASON_MIN_LOG_ODDS: Final = 0.1
@@ -80,6 +74,7 @@ def _fico(value: float, typical: float, _loan: Sequence[float]) -> str:
 
 
 ReasonWriter = Callable[[float, float, Sequence[float]], str]
+PredictionItem = dict[str, Any]  # one answer in the PredictionPublic shape
 REASON_TEXT: Final[dict[str, ReasonWriter]] = {
     "credit_lines_outstanding": _credit_lines,
     "loan_amt_outstanding": _loan_amount,
@@ -127,12 +122,12 @@ class LoanAssessor:
     def runtime(self) -> str:
         return self.model.runtime
 
-    def assess_matrix(self, raw: np.ndarray, request_id: str) -> list[PredictionPublic]:
+    def assess_matrix(self, raw: np.ndarray, request_id: str) -> list[PredictionItem]:
         """One model call for all rows (n x 7 including the counterfactuals).
 
-        The answers are built with ``model_construct``: every value is computed right here, and
-        FastAPI serializes them through the response schema anyway; validating twice would cost
-        more than the model call.
+        Answers are plain dicts in the ``PredictionPublic`` shape: FastAPI validates and
+        serializes them through the response model in pydantic-core, once. Building model
+        instances here as well would cost more than the model call.
         """
         scored = self.model.score(raw)
         impacts = scored.impact
@@ -141,13 +136,11 @@ class LoanAssessor:
         expected_losses = np.round(
             scored.probability * self.loss_given_default * raw[:, self._loan_amount_column], 2
         ).tolist()
-        answers: list[PredictionPublic] = []
+        answers: list[PredictionItem] = []
         threshold = self.threshold
         model_version = self.model_version
         typical = self._typical
         writers = self._writers
-        make_reason = ReasonPublic.model_construct
-        make_answer = PredictionPublic.model_construct
         for row, (probability, values) in enumerate(
             zip(scored.probability.tolist(), raw.tolist(), strict=True)
         ):
@@ -158,27 +151,27 @@ class LoanAssessor:
                 if impact < REASON_MIN_LOG_ODDS:
                     break
                 reasons.append(
-                    make_reason(
-                        feature=FEATURES[column],
-                        impact=round(impact, 3),
-                        text=writers[column](values[column], typical[column], values),
-                    )
+                    {
+                        "feature": FEATURES[column],
+                        "impact": round(impact, 3),
+                        "text": writers[column](values[column], typical[column], values),
+                    }
                 )
             is_default = probability >= threshold
             answers.append(
-                make_answer(
-                    probability=round(probability, 6),
-                    prediction=1 if is_default else 0,
-                    threshold=threshold,
-                    message=MESSAGE_HIGH_RISK if is_default else MESSAGE_LOW_RISK,
-                    risk_band=risk_band(probability, threshold),
-                    reasons=reasons,
-                    expected_loss=expected_losses[row],
-                    model_version=model_version,
-                    request_id=request_id,
-                )
+                {
+                    "probability": round(probability, 6),
+                    "prediction": 1 if is_default else 0,
+                    "threshold": threshold,
+                    "message": MESSAGE_HIGH_RISK if is_default else MESSAGE_LOW_RISK,
+                    "risk_band": risk_band(probability, threshold),
+                    "reasons": reasons,
+                    "expected_loss": expected_losses[row],
+                    "model_version": model_version,
+                    "request_id": request_id,
+                }
             )
         return answers
 
-    def assess(self, loans: Sequence[LoanApplication], request_id: str) -> list[PredictionPublic]:
+    def assess(self, loans: Sequence[LoanApplication], request_id: str) -> list[PredictionItem]:
         return self.assess_matrix(loans_to_matrix(loans), request_id)

@@ -18,10 +18,9 @@ from loan_service.schemas import (
     HealthPublic,
     LoanApplication,
     ModelInfoPublic,
-    PredictionPublic,
     RiskBandsPublic,
 )
-from loan_service.scoring import MEDIUM_RISK_FROM, LoanAssessor, loans_to_matrix
+from loan_service.scoring import MEDIUM_RISK_FROM, LoanAssessor, PredictionItem, loans_to_matrix
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +68,7 @@ class PredictionService:
 
     def predict(
         self, loans: Sequence[LoanApplication], endpoint: str, context: RequestContext
-    ) -> list[PredictionPublic]:
+    ) -> list[PredictionItem]:
         """Score, then record (counters + one enqueue); never waits on anything but the model."""
         raw = loans_to_matrix(loans)
         answers = self.assessor.assess_matrix(raw, context.request_id)
@@ -81,11 +80,11 @@ class PredictionService:
         self,
         endpoint: str,
         raw: np.ndarray,
-        answers: list[PredictionPublic],
+        answers: list[PredictionItem],
         context: RequestContext,
         latency_ns: int,
     ) -> None:
-        defaults = sum(answer.prediction for answer in answers)
+        defaults = sum(answer["prediction"] for answer in answers)
         self.observability.counters.record(len(answers), defaults, latency_ns / 1e6)
         self.prediction_log.record(
             (context.started_wall_ns, latency_ns, context.request_id, endpoint, raw, answers)

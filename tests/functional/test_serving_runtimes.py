@@ -46,18 +46,15 @@ def test_both_runtimes_give_the_same_answers(
     onnx_answers = onnx_service.assessor.assess_matrix(loan_rows, "parity")
     sklearn_answers = sklearn_service.assessor.assess_matrix(loan_rows, "parity")
     threshold = onnx_service.assessor.threshold
-    probabilities = np.array([a.probability for a in onnx_answers])
-    assert np.allclose(probabilities, [a.probability for a in sklearn_answers], atol=1e-5)
+    probabilities = np.array([a["probability"] for a in onnx_answers])
+    assert np.allclose(probabilities, [a["probability"] for a in sklearn_answers], atol=1e-5)
     clear = np.abs(probabilities - threshold) > 1e-4
     for keep, ours, theirs in zip(clear, onnx_answers, sklearn_answers, strict=True):
         if not keep:
             continue
-        assert (ours.prediction, ours.risk_band, ours.message) == (
-            theirs.prediction,
-            theirs.risk_band,
-            theirs.message,
-        )
-        assert ours.expected_loss == pytest.approx(theirs.expected_loss, abs=0.05)
+        same = ("prediction", "risk_band", "message")
+        assert [ours[k] for k in same] == [theirs[k] for k in same]
+        assert ours["expected_loss"] == pytest.approx(theirs["expected_loss"], abs=0.05)
 
 
 def test_both_runtimes_give_the_same_reasons_where_the_model_is_not_saturated(

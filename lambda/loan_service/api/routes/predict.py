@@ -1,4 +1,8 @@
-"""``POST /predict`` and ``POST /predict/batch``: one model call per request."""
+"""``POST /predict`` and ``POST /predict/batch``: one model call per request.
+
+The routes return dicts; ``response_model`` makes FastAPI validate and serialize them once, in
+pydantic-core, and documents the shape in the OpenAPI schema.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 async def predict(
     loan: LoanApplication, service: ServiceDep, context: RequestContextDep
-) -> PredictionPublic:
+) -> dict[str, Any]:
     """PD, decision at the threshold, risk band, up to three reasons and the expected loss."""
     return service.predict((loan,), "/predict", context)[0]
 
@@ -47,9 +51,10 @@ async def predict(
 )
 async def predict_batch(
     batch: LoanBatch, service: ServiceDep, context: RequestContextDep
-) -> BatchPredictionPublic:
+) -> dict[str, Any]:
     """Same answer per loan as ``/predict``, in the input order, from ONE model call."""
-    answers = service.predict(batch.loans, "/predict/batch", context)
-    return BatchPredictionPublic(
-        predictions=answers, model_version=service.model_version, request_id=context.request_id
-    )
+    return {
+        "predictions": service.predict(batch.loans, "/predict/batch", context),
+        "model_version": service.model_version,
+        "request_id": context.request_id,
+    }
