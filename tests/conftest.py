@@ -1,7 +1,8 @@
-"""Fixtures every tier shares: where things are, the reference data, one real trained artifact folder.
+"""Fixtures every tier shares: where things are, the reference data, real trained artifact folders.
 
 Tiers: ``unit/`` needs no network and no subprocess; ``functional/`` uses real fakes (ASGI test
-client, Lambda events, artifact folders on disk); ``integration/`` starts real servers and processes.
+client, Lambda events, artifact folders on disk); ``integration/`` starts real servers and
+processes.
 """
 
 from __future__ import annotations

@@ -211,6 +211,9 @@ def run_training(config: TrainingConfig, progress: Progress) -> TrainingOutcome:
             manifest["mlflow"] = tracker.summary()
             write_json(staging / MANIFEST_FILE, manifest)
             tracker.log_manifest(manifest)
+            if tracker.summary() != manifest["mlflow"]:  # logging the manifest itself failed
+                manifest["mlflow"] = tracker.summary()
+                write_json(staging / MANIFEST_FILE, manifest)
         if tracker.status == "tracked":
             progress.say(f"  MLflow run {tracker.run_id} at {tracker.tracking_uri}")
     return TrainingOutcome(
