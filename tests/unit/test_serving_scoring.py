@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
-from loan_service.predictor import log_odds
+from loan_service.predictor import explain_block
 from loan_service.schemas import FEATURES, LoanApplication
 from loan_service.scoring import MEDIUM_RISK_FROM, REASON_TEXT, loans_to_matrix, risk_band
 from tests.serving_fixtures import RISKY_LOAN, TYPICAL_LOAN
@@ -33,14 +35,29 @@ def test_high_always_coincides_with_the_decision_even_for_a_low_threshold() -> N
 
 
 def test_log_odds_keep_precision_in_both_tails() -> None:
-    """1 - p would round both extreme rows to log-odds of +-inf or 0 information."""
-    probabilities = np.array([[1.0, 2.2358e-30], [8.95e-12, 1.0], [0.5, 0.5], [0.0, 1.0]])
-    odds = log_odds(probabilities)
-    assert odds[0] == pytest.approx(np.log(2.2358e-30))
-    assert odds[1] == pytest.approx(-np.log(8.95e-12))
-    assert odds[2] == 0.0
-    assert np.isfinite(odds[3])
-    assert odds[3] > 80
+    """1 - p would round both extreme applicants to a PD of exactly 0 or 1 and lose the ranking;
+    taking each class's own probability keeps it."""
+    safe = [[1.0, 2.2358e-30], [1.0, 2.2358e-28], [1.0, 2.2358e-31]]
+    probability, impacts = explain_block(safe)
+    assert probability == 2.2358e-30
+    assert impacts == pytest.approx([-math.log(100), math.log(10)])
+    risky = [[8.95e-12, 1.0], [8.95e-10, 1.0], [8.95e-13, 1.0]]
+    probability, impacts = explain_block(risky)
+    assert probability == 1.0
+    assert impacts == pytest.approx([math.log(100), -math.log(10)])
+
+
+def test_log_odds_of_an_exact_zero_are_clipped_not_infinite() -> None:
+    probability, impacts = explain_block([[0.0, 1.0], [1e-20, 1.0]])
+    assert probability == 1.0
+    assert math.isfinite(impacts[0])
+    assert impacts[0] > 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -0.1, 1.5])
+def test_a_probability_outside_zero_to_one_is_an_error(bad: float) -> None:
+    with pytest.raises(FloatingPointError):
+        explain_block([[0.5, bad], [0.5, 0.5]])
 
 
 def test_loans_become_rows_in_feature_order() -> None:
