@@ -69,3 +69,29 @@ def test_synthesize_refuses_zero_rows(tmp_path: Path) -> None:
     result = run_module("training.synthesize", "--rows", "0", "--out", str(tmp_path / "x.csv"))
     assert result.returncode == 2
     assert "--rows must be at least 1" in result.stderr
+
+
+def test_the_cli_and_a_refused_file_import_no_heavy_library(tmp_path: Path) -> None:
+    """scikit-learn, matplotlib, skl2onnx and mlflow load only in the stages that need them, so
+    a bad file is refused in a fraction of a second and --no-mlflow never imports mlflow."""
+    data = tmp_path / "loans.csv"
+    data.write_text("")
+    probe = (
+        "import sys\n"
+        "from training.cli import main\n"
+        f"code = main(['--data', {str(data)!r}, '--out', {str(tmp_path / 'out')!r}, '--quiet'])\n"
+        "heavy = ('sklearn', 'matplotlib', 'skl2onnx', 'onnxruntime', 'mlflow')\n"
+        "print(code, sorted(name for name in heavy if name in sys.modules))\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+
+    assert result.stdout.strip() == "2 []", result.stderr
