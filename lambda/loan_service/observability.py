@@ -5,22 +5,25 @@
   INFO line: a request is ~100 us of work and a log line would be a large share of it.
 * Metrics (CloudWatch EMF, namespace ``LoanDefault``): ``Predictions``, ``DefaultsPredicted``,
   ``PredictionLatency`` (ms), ``MlflowDropped``, and Powertools' ``ColdStart``. Requests record
-  into ``PredictionMetrics`` (integer adds and a bounded reservoir); the Lambda handler publishes
-  them once per invocation, and on ECS a task publishes them every 60 s. Local runs publish none
-  (``GET /health`` shows the counters).
+  into ``PredictionMetrics`` (integer adds and a bounded reservoir); the Lambda handler prints one
+  document per invocation through Powertools' serializer, and on ECS a task prints one every 60 s.
+  Local runs publish none (``GET /health`` shows the counters). Measured: Powertools'
+  ``log_metrics`` + ``add_metric`` path cost ~100 us per invocation on this machine, building the
+  metric set here and serializing it with ``Metrics.serialize_metric_set`` about a tenth of that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
-import warnings
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from loan_service.prediction_log import PredictionLog
 from loan_service.settings import Settings
@@ -108,22 +111,26 @@ class PredictionMetrics:
             if slot < LATENCY_RESERVOIR_SIZE:
                 self.latencies_ms[slot] = latency_ms
 
-    def publish(self, metrics: Metrics, dropped: int) -> bool:
-        """Move the window into Powertools' metric set; False when there was nothing to add."""
-        if not self.requests and not dropped:
-            return False
+    def metric_set(self, dropped: int) -> dict[str, dict[str, Any]]:
+        """The window as a Powertools metric set (name -> Unit/StorageResolution/Value), then
+        reset. Built directly: ``Metrics.add_metric`` formats a debug message and re-validates
+        the unit on every call, several times the cost of the prediction's own bookkeeping."""
+        metrics: dict[str, dict[str, Any]] = {}
         if self.requests:
-            metrics.add_metric(name="Predictions", unit=_COUNT, value=self.predictions)
-            metrics.add_metric(name="DefaultsPredicted", unit=_COUNT, value=self.defaults)
-            for latency in self.latencies_ms:
-                metrics.add_metric(name="PredictionLatency", unit=_MILLISECONDS, value=latency)
+            metrics["Predictions"] = _metric(_COUNT, [float(self.predictions)])
+            metrics["DefaultsPredicted"] = _metric(_COUNT, [float(self.defaults)])
+            metrics["PredictionLatency"] = _metric(_MILLISECONDS, list(self.latencies_ms))
         if dropped:
-            metrics.add_metric(name="MlflowDropped", unit=_COUNT, value=dropped)
+            metrics["MlflowDropped"] = _metric(_COUNT, [float(dropped)])
         self.predictions = 0
         self.defaults = 0
         self.requests = 0
         self.latencies_ms.clear()
-        return True
+        return metrics
+
+
+def _metric(unit: str, values: list[float]) -> dict[str, Any]:
+    return {"Unit": unit, "StorageResolution": 60, "Value": values}
 
 
 class Observability:
@@ -137,16 +144,34 @@ class Observability:
         self.metrics = Metrics(namespace=settings.metrics_namespace, service=settings.service_name)
         self.counters = PredictionMetrics()
         self.prediction_log = prediction_log
-        # Lambda invocations without a prediction (GET /health) have nothing to publish.
-        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        # Powertools' own switch (POWERTOOLS_METRICS_DISABLED, POWERTOOLS_DEV), read once here
+        # rather than from the environment on every invocation.
+        self.metrics_enabled = not is_metrics_disabled()
+        self._cold_start = True
 
-    def publish_invocation_metrics(self) -> None:
-        """Called at the end of each Lambda invocation; ``log_metrics`` then prints the EMF."""
-        self.counters.publish(self.metrics, self.prediction_log.take_new_drops())
+    def emit_invocation_metrics(self, context: Any) -> None:
+        """End of a Lambda invocation: one EMF document (Powertools' serializer and format),
+        plus Powertools' ``ColdStart`` document on the sandbox's first invocation."""
+        if not self.metrics_enabled:
+            return
+        if self._cold_start:
+            self._cold_start = False
+            self.metrics.provider.add_cold_start_metric(context)
+        metric_set = self.counters.metric_set(self.prediction_log.take_new_drops())
+        if metric_set:
+            self._print_emf(metric_set)
 
     def flush_server_metrics(self) -> None:
-        if self.counters.publish(self.metrics, self.prediction_log.take_new_drops()):
-            self.metrics.flush_metrics()
+        """Long-lived servers: the same document for the last window."""
+        metric_set = self.counters.metric_set(self.prediction_log.take_new_drops())
+        if metric_set and self.metrics_enabled:
+            self._print_emf(metric_set)
+
+    def _print_emf(self, metric_set: dict[str, dict[str, Any]]) -> None:
+        document = self.metrics.serialize_metric_set(
+            metrics=metric_set, dimensions=self.metrics.dimension_set, metadata={}
+        )
+        print(json.dumps(document, separators=(",", ":")))  # EMF goes to stdout, as Powertools'
 
     @property
     def publishes_server_metrics(self) -> bool:

@@ -172,7 +172,6 @@ def test_each_invocation_prints_one_emf_document_and_the_first_a_cold_start(
 ) -> None:
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
-    monkeypatch.setattr("aws_lambda_powertools.metrics.provider.cold_start.is_cold_start", True)
     handler, _ = build_test_handler(trained_artifacts, on_lambda=True, log_stream=io.StringIO())
     event = load_project_event("apigw-http-v2-prod-stage.json")
     capsys.readouterr()

@@ -2,51 +2,97 @@
 
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
-from aws_lambda_powertools import Metrics
 
-from loan_service.observability import LATENCY_RESERVOIR_SIZE, PredictionMetrics, readable_log_line
+from loan_service.observability import (
+    LATENCY_RESERVOIR_SIZE,
+    Observability,
+    PredictionMetrics,
+    readable_log_line,
+)
+from loan_service.prediction_log import DisabledPredictionLog
+from tests.serving_fixtures import FakeLambdaContext, make_settings
 
 
-@pytest.fixture
-def metrics() -> Metrics:
-    emf = Metrics(namespace="LoanDefaultTests", service="loan-default")
-    emf.clear_metrics()
-    return emf
-
-
-def emf_documents(captured: str) -> list[dict[str, object]]:
+def emf_documents(captured: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in captured.splitlines() if line.startswith('{"_aws"')]
 
 
-def test_a_window_of_requests_becomes_one_emf_document(
-    metrics: Metrics, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def observability(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Observability:
     monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
-    counters = PredictionMetrics()
-    counters.record(predictions=1, defaults=1, latency_ms=0.21)
-    counters.record(predictions=10, defaults=3, latency_ms=1.5)
-    assert counters.publish(metrics, dropped=4) is True
-    metrics.flush_metrics()
+    settings = make_settings(tmp_path, service_name="loan-default-emf-tests")
+    return Observability(settings, DisabledPredictionLog(), stream=io.StringIO())
+
+
+def test_a_window_of_requests_becomes_one_emf_document(
+    observability: Observability, capsys: pytest.CaptureFixture[str]
+) -> None:
+    observability.counters.record(predictions=1, defaults=1, latency_ms=0.21)
+    observability.counters.record(predictions=10, defaults=3, latency_ms=1.5)
+    capsys.readouterr()
+    observability.flush_server_metrics()
     (document,) = emf_documents(capsys.readouterr().out)
     assert document["Predictions"] == [11.0]
     assert document["DefaultsPredicted"] == [4.0]
     assert document["PredictionLatency"] == [0.21, 1.5]
-    assert document["MlflowDropped"] == [4.0]
-    names = {m["Name"]: m["Unit"] for m in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]}  # type: ignore[index]
-    assert names["PredictionLatency"] == "Milliseconds"
-    assert names["Predictions"] == "Count"
-    assert counters.requests == 0
-    assert counters.latencies_ms == []
-    assert counters.total_predictions == 11
+    assert document["service"] == "loan-default-emf-tests"
+    (directive,) = document["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "LoanDefault"
+    assert directive["Dimensions"] == [["service"]]
+    units = {m["Name"]: m["Unit"] for m in directive["Metrics"]}
+    assert units == {
+        "Predictions": "Count",
+        "DefaultsPredicted": "Count",
+        "PredictionLatency": "Milliseconds",
+    }
+    assert observability.counters.requests == 0
+    assert observability.counters.latencies_ms == []
+    assert observability.counters.total_predictions == 11
 
 
-def test_nothing_to_publish_adds_no_metric(metrics: Metrics) -> None:
-    assert PredictionMetrics().publish(metrics, dropped=0) is False
-    assert metrics.metric_set == {}
+def test_drops_are_published_and_an_empty_window_prints_nothing(
+    observability: Observability, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert observability.counters.metric_set(dropped=0) == {}
+    assert observability.counters.metric_set(dropped=3) == {
+        "MlflowDropped": {"Unit": "Count", "StorageResolution": 60, "Value": [3.0]}
+    }
+    capsys.readouterr()
+    observability.flush_server_metrics()
+    assert capsys.readouterr().out == ""
+
+
+def test_the_first_lambda_invocation_adds_powertools_cold_start_document(
+    observability: Observability, capsys: pytest.CaptureFixture[str]
+) -> None:
+    context = FakeLambdaContext()
+    observability.counters.record(predictions=1, defaults=0, latency_ms=0.3)
+    capsys.readouterr()
+    observability.emit_invocation_metrics(context)
+    first = emf_documents(capsys.readouterr().out)
+    observability.counters.record(predictions=1, defaults=0, latency_ms=0.3)
+    observability.emit_invocation_metrics(context)
+    second = emf_documents(capsys.readouterr().out)
+    assert [("ColdStart" in d, "Predictions" in d) for d in first] == [(True, False), (False, True)]
+    assert [("ColdStart" in d, "Predictions" in d) for d in second] == [(False, True)]
+
+
+def test_powertools_switch_turns_metrics_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    quiet = Observability(make_settings(tmp_path), DisabledPredictionLog(), stream=io.StringIO())
+    quiet.counters.record(predictions=1, defaults=0, latency_ms=0.3)
+    capsys.readouterr()
+    quiet.emit_invocation_metrics(FakeLambdaContext())
+    assert capsys.readouterr().out == ""
 
 
 def test_latencies_are_a_bounded_uniform_sample_and_counts_stay_exact() -> None:
