@@ -1,0 +1,278 @@
+"""Schemathesis 4.x fuzzes EVERY operation of the app's own OpenAPI document, in process.
+
+``schemathesis.openapi.from_asgi("/openapi.json", app)`` reads the schema the app publishes; the
+schemathesis engine (the one its CLI runs) then drives the ASGI app directly through all its phases:
+the schema's examples, coverage (boundary values and each constraint violated in turn) and fuzzing
+(schema-valid and schema-violating data, including bodies that are not JSON at all). Every
+built-in check runs: no 5xx, status codes, content types, headers and bodies that conform to the
+documented responses, schema-violating requests rejected and schema-valid ones accepted.
+
+One configuration choice, from the contract rather than taste: a batch of more than 1000 loans is
+refused with 413 (CONTRACTS "Serving - HTTP API"), so 413 counts as a proper rejection of
+schema-violating data alongside schemathesis' default 4xx list.
+
+Two findings are open (``KNOWN_FINDINGS``): each is excluded from the sweep by a narrow predicate
+and pinned by its own strict-xfail regression test below, which turns into a failure the moment the
+service is fixed, so the exclusion cannot outlive the bug unnoticed.
+
+(``schemathesis.pytest.from_fixture`` would be the usual way to fuzz an app built by a fixture, but
+its lazy loader reads ``request.node._nodeid``, which pytest 9 no longer has; the engine is driven
+directly instead.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from schemathesis.config import SchemathesisConfig
+from schemathesis.engine import events, from_schema
+from starlette.testclient import TestClient
+
+from tests.serving_fixtures import TYPICAL_LOAN, build_test_app
+
+SEED: Final = 20261128
+MAX_EXAMPLES: Final = 60
+SCHEMA_VIOLATION_REJECTED_WITH: Final = (
+    "400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx",
+)  # fmt: skip
+INTEGER_FIELDS: Final = frozenset({"credit_lines_outstanding", "years_employed", "fico_score"})
+SERVED_OPERATIONS: Final = frozenset(
+    {"POST /predict", "POST /predict/batch", "GET /health", "GET /model"}
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failed check on one request, with what is needed to reproduce it."""
+
+    operation: str
+    check: str
+    title: str
+    status: int | None
+    request_body: bytes | None
+    curl: str
+
+    def describe(self) -> str:
+        return f"{self.operation}: {self.check} ({self.title}), HTTP {self.status}\n    {self.curl}"
+
+
+def _loans_in(body: bytes | None) -> list[dict[str, Any]]:
+    try:
+        document = json.loads(body or b"")
+    except ValueError:
+        return []
+    if isinstance(document, dict) and isinstance(document.get("loans"), list):
+        return [loan for loan in document["loans"] if isinstance(loan, dict)]
+    return [document] if isinstance(document, dict) else []
+
+
+def _is_non_utf8_body_answered_400(finding: Finding) -> bool:
+    if finding.check != "status_code_conformance" or finding.status != 400:
+        return False
+    try:
+        (finding.request_body or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _is_integral_float_for_integer_field_rejected(finding: Finding) -> bool:
+    return (
+        finding.check == "positive_data_acceptance"
+        and finding.status == 422
+        and any(
+            isinstance(loan.get(name), float) and float(loan[name]).is_integer()
+            for loan in _loans_in(finding.request_body)
+            for name in INTEGER_FIELDS
+        )
+    )
+
+
+KNOWN_FINDINGS: Final[dict[str, Callable[[Finding], bool]]] = {
+    # Pinned by test_a_json_body_that_is_not_utf8_gets_the_documented_415_not_an_undocumented_400
+    "non-UTF-8 body answered with an undocumented 400": _is_non_utf8_body_answered_400,
+    # Pinned by test_an_integer_field_accepts_an_integral_number_written_with_a_fraction
+    "integral float (e.g. 5.0) refused for an integer field": (
+        _is_integral_float_for_integer_field_rejected
+    ),
+}
+
+
+@dataclass
+class FuzzRun:
+    operations: set[str] = field(default_factory=set)
+    findings: list[Finding] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def unexpected(self) -> list[Finding]:
+        return [
+            finding
+            for finding in self.findings
+            if not any(matches(finding) for matches in KNOWN_FINDINGS.values())
+        ]
+
+
+def fuzz(app: FastAPI) -> FuzzRun:
+    """Every phase, every operation, every check; collect instead of stopping at the first."""
+    config = SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "continue-on-failure": True,
+            "cache": {"enabled": False},
+            "generation": {"max-examples": MAX_EXAMPLES},
+            "checks": {
+                "negative_data_rejection": {
+                    "expected-statuses": list(SCHEMA_VIOLATION_REJECTED_WITH)
+                }
+            },
+        }
+    )
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+    run = FuzzRun()
+    for event in from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished) and event.label:
+            run.operations.add(event.label)
+            recorder = event.recorder
+            run.statuses += [
+                answered.response.status_code
+                for answered in recorder.interactions.values()
+                if answered.response is not None
+            ]
+            for case_id, checks in recorder.checks.items():
+                interaction = recorder.interactions.get(case_id)
+                for check in checks:
+                    if check.failure_info is None:
+                        continue
+                    run.findings.append(
+                        Finding(
+                            operation=event.label,
+                            check=check.name,
+                            title=check.failure_info.failure.title,
+                            status=(
+                                interaction.response.status_code
+                                if interaction and interaction.response
+                                else None
+                            ),
+                            request_body=interaction.request.body if interaction else None,
+                            curl=check.failure_info.code_sample,
+                        )
+                    )
+        elif isinstance(event, events.NonFatalError):
+            run.errors.append(f"{event.label}: {event.value!r}")
+        elif isinstance(event, events.FatalError):
+            run.errors.append(f"fatal: {event.exception!r}")
+    return run
+
+
+@pytest.fixture(scope="module")
+def app(trained_artifacts: Path) -> FastAPI:
+    return build_test_app(trained_artifacts)[0]
+
+
+@pytest.fixture(scope="module")
+def fuzz_run(app: FastAPI) -> FuzzRun:
+    return fuzz(app)
+
+
+@pytest.fixture(scope="module")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_the_published_openapi_documents_413_415_and_422_for_both_prediction_endpoints(
+    app: FastAPI,
+) -> None:
+    paths = app.openapi()["paths"]
+    for path in ("/predict", "/predict/batch"):
+        documented = set(paths[path]["post"]["responses"])
+        assert {"200", "413", "415", "422"} <= documented, (path, documented)
+
+
+def test_schemathesis_exercised_every_operation_the_app_publishes(
+    app: FastAPI, fuzz_run: FuzzRun
+) -> None:
+    published = {
+        f"{method.upper()} {path}"
+        for path, item in app.openapi()["paths"].items()
+        for method in item
+    }
+    assert published == SERVED_OPERATIONS
+    assert fuzz_run.operations == published
+    assert not fuzz_run.errors, fuzz_run.errors
+    assert len(fuzz_run.statuses) > 4 * MAX_EXAMPLES, "too few requests: did generation stall?"
+
+
+def test_no_fuzzed_request_gets_a_5xx(fuzz_run: FuzzRun) -> None:
+    server_errors = [status for status in fuzz_run.statuses if status >= 500]
+    assert server_errors == []
+
+
+def test_every_fuzzed_response_conforms_to_the_published_schema_and_checks(
+    fuzz_run: FuzzRun,
+) -> None:
+    """Any failed check other than the two open, pinned findings fails here, each reproducible
+    with the printed curl command."""
+    unexpected = fuzz_run.unexpected()
+    assert not unexpected, "\n".join(finding.describe() for finding in unexpected[:20])
+
+
+# ---- the open findings, one strict-xfail test each ----------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open finding for the serving code: a JSON-typed body that is not valid UTF-8 gets "
+    "FastAPI's 400 'bad_request', which the OpenAPI does not document; the contract answers a "
+    "body that is not JSON with 415",
+)
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+def test_a_json_body_that_is_not_utf8_gets_the_documented_415_not_an_undocumented_400(
+    client: TestClient, path: str
+) -> None:
+    response = client.post(
+        path, content=b'{"\xff\xfe": 1}', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 415, response.text
+    assert response.json()["error"] == "unsupported_media_type"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open finding for the serving code: the published schema says `type: integer`, and "
+    "JSON Schema counts 5.0 as an integer, but the strict model refuses it with 422 (a client "
+    "serializing a float column sends 5.0); either accept integral floats or document why not",
+)
+@pytest.mark.parametrize("field_name", sorted(INTEGER_FIELDS))
+def test_an_integer_field_accepts_an_integral_number_written_with_a_fraction(
+    client: TestClient, field_name: str
+) -> None:
+    loan = {**TYPICAL_LOAN, field_name: float(TYPICAL_LOAN[field_name])}
+    response = client.post(
+        "/predict", content=json.dumps(loan), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    exact = client.post("/predict", json=TYPICAL_LOAN).json()
+    assert response.json()["probability"] == exact["probability"]
+
+
+def test_the_known_finding_predicates_match_only_their_own_failures() -> None:
+    """The sweep's exclusions are narrow: a 400 on valid UTF-8, or a 422 on a loan whose integer
+    fields are true integers, is NOT excused."""
+    loan = json.dumps(TYPICAL_LOAN).encode()
+    utf8_400 = Finding("POST /predict", "status_code_conformance", "t", 400, loan, "")
+    binary_400 = Finding("POST /predict", "status_code_conformance", "t", 400, b"\xff", "")
+    true_int_422 = Finding("POST /predict", "positive_data_acceptance", "t", 422, loan, "")
+    float_body = json.dumps({**TYPICAL_LOAN, "fico_score": 640.0}).encode()
+    float_422 = Finding("POST /predict", "positive_data_acceptance", "t", 422, float_body, "")
+    server_error = Finding("POST /predict", "not_a_server_error", "t", 500, b"\xff", "")
+    run = FuzzRun(findings=[utf8_400, binary_400, true_int_422, float_422, server_error])
+    assert run.unexpected() == [utf8_400, true_int_422, server_error]

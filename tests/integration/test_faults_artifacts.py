@@ -1,0 +1,210 @@
+"""A bad artifact folder is refused at start, in a fresh process, with a message naming the file.
+
+Each fault is applied to a copy of a real trained folder: a file corrupted, a file missing, a
+manifest edited so it disagrees with the files (a checksum, the feature list, a dropped entry),
+a manifest cut short, and a corrupted model whose checksum was "fixed" in the manifest so that only
+loading it can tell. Two entry points start the service, as production does:
+
+* ``import main``, which is what the Lambda runtime does for ``main.handler`` at init;
+* ``python -m uvicorn main:app``, the ECS command.
+
+Either must exit non-zero, and the refusal (the last line on stderr) must be one clean sentence:
+the exception type, then a message that names the offending file and carries no traceback
+fragments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+from bench.servers import LAMBDA_ROOT, REPO_ROOT, free_port, uvicorn_command
+from loan_service.artifacts import sha256_of
+
+REFUSAL_PREFIX: Final = "loan_service.artifacts.ArtifactError: "
+TRACEBACK_FRAGMENTS: Final = ("Traceback (most recent call last)", 'File "', ", in <module>", "^^^")
+START_TIMEOUT_SECONDS: Final = 120
+
+pytestmark = pytest.mark.slow
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _edit_manifest(folder: Path, edit: Callable[[dict[str, object]], None]) -> None:
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    edit(manifest)
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+
+
+def corrupt_onnx(folder: Path) -> None:
+    _flip_a_byte(folder / "model.onnx")
+
+
+def corrupt_pickle(folder: Path) -> None:
+    _flip_a_byte(folder / "best_model.pkl")
+
+
+def delete_stats(folder: Path) -> None:
+    (folder / "stats.json").unlink()
+
+
+def edit_pickle_checksum(folder: Path) -> None:
+    def edit(manifest: dict[str, object]) -> None:
+        files = manifest["files"]
+        assert isinstance(files, dict)
+        files["best_model.pkl"] = "0" * 64
+
+    _edit_manifest(folder, edit)
+
+
+def edit_feature_order(folder: Path) -> None:
+    def edit(manifest: dict[str, object]) -> None:
+        features = manifest["features"]
+        assert isinstance(features, list)
+        features.reverse()
+
+    _edit_manifest(folder, edit)
+
+
+def drop_onnx_from_manifest(folder: Path) -> None:
+    def edit(manifest: dict[str, object]) -> None:
+        files = manifest["files"]
+        assert isinstance(files, dict)
+        del files["model.onnx"]
+
+    _edit_manifest(folder, edit)
+
+
+def truncate_manifest(folder: Path) -> None:
+    path = folder / "manifest.json"
+    path.write_text(path.read_text()[:200])
+
+
+def corrupt_onnx_and_reseal(folder: Path) -> None:
+    """Garbage where the model was, with a manifest checksum that matches the garbage."""
+    (folder / "model.onnx").write_bytes(b"not an onnx model " * 64)
+    digest = sha256_of(folder / "model.onnx")
+
+    def edit(manifest: dict[str, object]) -> None:
+        files = manifest["files"]
+        assert isinstance(files, dict)
+        files["model.onnx"] = digest
+
+    _edit_manifest(folder, edit)
+
+
+# (fault, how to apply it, the file the refusal must name, words the refusal must contain)
+FAULTS: Final = [
+    ("corrupted-onnx", corrupt_onnx, "model.onnx", "does not match its sha256"),
+    ("corrupted-pickle", corrupt_pickle, "best_model.pkl", "does not match its sha256"),
+    ("missing-stats", delete_stats, "stats.json", "missing"),
+    ("manifest-checksum-edited", edit_pickle_checksum, "best_model.pkl", "does not match"),
+    ("manifest-features-edited", edit_feature_order, "manifest.json", "do not match the API"),
+    ("manifest-entry-dropped", drop_onnx_from_manifest, "model.onnx", "lists no sha256"),
+    ("manifest-truncated", truncate_manifest, "manifest.json", "not readable JSON"),
+    ("onnx-corrupted-and-resealed", corrupt_onnx_and_reseal, "model.onnx", "could not be loaded"),
+]
+UVICORN_FAULTS: Final = {"corrupted-onnx", "missing-stats", "onnx-corrupted-and-resealed"}
+
+
+def _environment(folder: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    return {**clean, "ARTIFACT_DIR": str(folder), "PYTHONPATH": str(LAMBDA_ROOT)}
+
+
+def start_like_lambda(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "import main"],
+        cwd=REPO_ROOT,
+        env=_environment(folder),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
+def start_like_ecs(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        uvicorn_command(free_port(), workers=1, log_level="info"),
+        cwd=LAMBDA_ROOT,
+        env=_environment(folder),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
+def refusal_of(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "the process printed nothing on stderr"
+    return lines[-1]
+
+
+def assert_clean_refusal(
+    result: subprocess.CompletedProcess[str], file_name: str, words: str
+) -> None:
+    assert result.returncode != 0, f"started anyway:\n{result.stdout}\n{result.stderr}"
+    refusal = refusal_of(result)
+    assert refusal.startswith(REFUSAL_PREFIX), refusal
+    message = refusal[len(REFUSAL_PREFIX) :]
+    assert file_name in message, message
+    assert words in message, message
+    assert not any(fragment in message for fragment in TRACEBACK_FRAGMENTS), message
+
+
+@pytest.fixture
+def bad_folder(trained_artifacts: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "artifacts"
+    shutil.copytree(trained_artifacts, folder)
+    return folder
+
+
+def test_the_untouched_copy_starts(trained_artifacts: Path, tmp_path: Path) -> None:
+    """The faults below are the only difference: the same copy, unharmed, imports fine."""
+    folder = tmp_path / "artifacts"
+    shutil.copytree(trained_artifacts, folder)
+    result = start_like_lambda(folder)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("fault", "file_name", "words"),
+    [pytest.param(apply, name, words, id=fault) for fault, apply, name, words in FAULTS],
+)
+def test_lambda_init_refuses_a_bad_artifact_naming_the_file(
+    bad_folder: Path, fault: Callable[[Path], None], file_name: str, words: str
+) -> None:
+    fault(bad_folder)
+    assert_clean_refusal(start_like_lambda(bad_folder), file_name, words)
+
+
+@pytest.mark.parametrize(
+    ("fault", "file_name", "words"),
+    [
+        pytest.param(apply, name, words, id=fault)
+        for fault, apply, name, words in FAULTS
+        if fault in UVICORN_FAULTS
+    ],
+)
+def test_the_ecs_command_refuses_a_bad_artifact_naming_the_file(
+    bad_folder: Path, fault: Callable[[Path], None], file_name: str, words: str
+) -> None:
+    fault(bad_folder)
+    result = start_like_ecs(bad_folder)
+    assert_clean_refusal(result, file_name, words)
+    assert "Application startup complete" not in result.stderr
