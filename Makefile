@@ -166,3 +166,35 @@ run: install $(ARTIFACTS)/manifest.json ## fresh clone: .venv, train if artifact
 	@echo "Serving http://$(HOST):$(PORT)/ (API docs at /docs); predictions are logged as MLflow traces"
 	@echo "to sqlite:///$(CURDIR)/mlflow.db, experiment loan-default-serving: browse them with 'make mlflow-ui'."
 	$(SERVE_ENV) MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(UVICORN)
+
+# ---- Benchmarks and supply chain (issue 7) -------------------------------------------------------
+# `make bench`: the service against the original design in one run (bench/run.py writes
+# bench/results.md and the README's benchmark block), then issue 3's serving figures
+# (bench/serving.py) and the image budgets (bench/image.py). Every part runs even when an earlier
+# one misses a goal; the exit status says whether any did. wrk is Debian's package, installed here
+# when missing. `make bench BENCH_ARGS=--quick` is a short smoke run (no 1M-row training).
+BENCH_ARGS ?=
+.PHONY: bench bench-deps audit
+
+bench-deps: ## install wrk (Debian package) for the HTTP benchmarks when it is missing
+	@if command -v wrk >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing wrk for the HTTP benchmarks (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	else \
+	  echo "make bench needs wrk: run 'apt-get install -y wrk' as root"; exit 1; \
+	fi
+
+bench: install bench-deps $(ARTIFACTS)/manifest.json ## service vs original design -> bench/results.md; serving + image figures
+	@status=0; \
+	$(PY) -m bench.run $(BENCH_ARGS) || status=$$?; \
+	echo; $(PY) bench/serving.py --artifacts $(ARTIFACTS) || status=$$?; \
+	echo; $(PY) -m bench.image --artifacts $(ARTIFACTS) || status=$$?; \
+	exit $$status
+
+# Known vulnerabilities in what the image installs (requirements/runtime*.txt, hash-pinned):
+# pip-audit against PyPI's advisories, with a documented fallback (tests/supply_chain_audit.py).
+audit: install ## fail on a known vulnerability in the image's pinned requirements (pip-audit)
+	$(PY) -m tests.supply_chain_audit
+
+test: audit
