@@ -180,9 +180,10 @@ bench-deps: ## install wrk (Debian package) for the HTTP benchmarks when it is m
 	@if command -v wrk >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing wrk for the HTTP benchmarks (apt-get)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; } \
+	    || echo "WARNING: apt-get could not install wrk; make bench and its wrk test will fail"; \
 	else \
-	  echo "make bench needs wrk: run 'apt-get install -y wrk' as root"; exit 1; \
+	  echo "WARNING: wrk is missing and apt-get needs root: apt-get install -y wrk"; \
 	fi
 
 bench: install bench-deps $(ARTIFACTS)/manifest.json ## service vs original design -> bench/results.md; serving + image figures
@@ -197,4 +198,6 @@ bench: install bench-deps $(ARTIFACTS)/manifest.json ## service vs original desi
 audit: install ## fail on a known vulnerability in the image's pinned requirements (pip-audit)
 	$(PY) -m tests.supply_chain_audit
 
+# The test suite drives wrk once (tests/integration/test_load_wrk_both_designs.py).
+pytest: bench-deps
 test: audit

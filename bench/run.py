@@ -21,7 +21,8 @@ The README's "Benchmarks and robustness" block is rewritten from the same figure
 between its two markers). Exit status: 1 when a request failed or a goal was missed, else 0.
 
     .venv/bin/python -m bench.run                 # everything (what `make bench` runs)
-    .venv/bin/python -m bench.run --quick         # short runs, 100k rows, no 1M training
+    .venv/bin/python -m bench.run --quick         # smoke run: short loads, 100k rows, no 1M
+                                                  # training, results in the temp folder
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from bench.wrk import LoadResult, ensure_wrk, run_wrk, write_lua_script
 PROJECT_DATA: Final = REPO_ROOT / "Data" / "Loan_Data.csv"
 REFERENCE_DATA: Final = REPO_ROOT.parent / "shared" / "data" / "Loan_Data.csv"
 RESULTS_FILE: Final = REPO_ROOT / "bench" / "results.md"
+QUICK_RESULTS_FILE: Final = Path(tempfile.gettempdir()) / "loan-bench-results-quick.md"
 README_FILE: Final = REPO_ROOT / "README.md"
 README_START: Final = "<!-- bench:start (written by `make bench`; edit bench/run.py instead) -->"
 README_END: Final = "<!-- bench:end -->"
@@ -118,7 +120,6 @@ class Results:
     cold_start: dict[str, list[float]] = field(default_factory=dict)
     predictor: dict[str, dict[str, Any]] = field(default_factory=dict)
     training: dict[str, float | str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
 
 # ---- small helpers -------------------------------------------------------------------------------
@@ -455,7 +456,7 @@ def measure_training(config: BenchConfig, work: Path, results: Results) -> None:
     else:
         results.training["reference data (../shared/data/Loan_Data.csv)"] = "skipped: absent"
     if not config.train_large:
-        results.training[f"{config.training_rows:,} synthetic rows"] = "skipped (--quick)"
+        results.training[f"{config.training_rows:,} synthetic rows"] = "not measured in this run"
         return
     csv_path = work / f"loans-{config.training_rows}.csv"
     results.training[f"synthesize {config.training_rows:,} rows"] = run_checked(
@@ -794,8 +795,6 @@ def render(results: Results, config: BenchConfig) -> str:
         ]
         lines += [f"| {name} | {_seconds(value)} |" for name, value in results.training.items()]
 
-    if results.notes:
-        lines += ["", "## Notes", ""] + [f"- {note}" for note in results.notes]
     return "\n".join(lines) + "\n"
 
 
@@ -858,7 +857,17 @@ def parse_config(argv: Sequence[str] | None) -> BenchConfig:
         action="store_true",
         help="a smoke run: 3 s loads, 2 cold starts, 100k rows, no 1M training",
     )
-    parser.add_argument("--results", type=Path, default=RESULTS_FILE)
+    parser.add_argument(
+        "--skip-large-training",
+        action="store_true",
+        help="everything but the training run on --training-rows synthetic rows (the longest part)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help=f"where to write the markdown (default {RESULTS_FILE.relative_to(REPO_ROOT)}; "
+        "--quick writes to the temp folder)",
+    )
     parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     args = parser.parse_args(argv)
     given = list(argv if argv is not None else sys.argv[1:])
@@ -878,7 +887,7 @@ def parse_config(argv: Sequence[str] | None) -> BenchConfig:
             server_cpus=args.server_cpus,
             load_cpus=args.load_cpus,
             update_readme=False,
-            results_file=args.results,
+            results_file=args.results or QUICK_RESULTS_FILE,
             command=command,
         )
     return BenchConfig(
@@ -888,10 +897,11 @@ def parse_config(argv: Sequence[str] | None) -> BenchConfig:
         handler_requests=args.handler_requests,
         predictor_rows=args.predictor_rows,
         training_rows=args.training_rows,
+        train_large=not args.skip_large_training,
         server_cpus=args.server_cpus,
         load_cpus=args.load_cpus,
         update_readme=not args.no_readme,
-        results_file=args.results,
+        results_file=args.results or RESULTS_FILE,
         command=command,
     )
 
