@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +61,7 @@ from bench.servers import (
     uvicorn_command,
 )
 from bench.wrk import LoadResult, ensure_wrk, run_wrk, write_lua_script
+from training.schema import FEATURES
 
 PROJECT_DATA: Final = REPO_ROOT / "Data" / "Loan_Data.csv"
 REFERENCE_DATA: Final = REPO_ROOT.parent / "shared" / "data" / "Loan_Data.csv"
@@ -70,14 +71,6 @@ README_FILE: Final = REPO_ROOT / "README.md"
 README_START: Final = "<!-- bench:start (written by `make bench`; edit bench/run.py instead) -->"
 README_END: Final = "<!-- bench:end -->"
 INTEGER_FEATURES: Final = frozenset({"credit_lines_outstanding", "years_employed", "fico_score"})
-FEATURES: Final = (
-    "credit_lines_outstanding",
-    "loan_amt_outstanding",
-    "total_debt_outstanding",
-    "income",
-    "years_employed",
-    "fico_score",
-)
 ROTATING_LOANS: Final = 64
 BATCH_SIZE: Final = 1000
 WARMUP_SECONDS: Final = 2
@@ -907,28 +900,24 @@ def parse_config(argv: Sequence[str] | None) -> BenchConfig:
 
 
 def run(config: BenchConfig, work: Path) -> Results:
+    """Every section in turn; CPU samples around the run and the HTTP section measure contention."""
     results = Results(facts=machine_facts())
     cores = int(results.facts["nproc"] or 1)
     run_start = CpuSample.take()
-    sections: list[tuple[str, Callable[[], None]]] = []
-    models_holder: list[Models] = []
-
     with stage("models: the service's own training run, the other model type, the reference"):
-        models_holder.append(prepare_models(work, results))
-    models = models_holder[0]
+        models = prepare_models(work, results)
     http_start = CpuSample.take()
     with stage("HTTP: wrk against both designs, and /predict/batch for both model types"):
         measure_http(models, config, work, results)
     http_end = CpuSample.take()
-    sections = [
-        ("Lambda handler in process", lambda: measure_handler(models, config, work, results)),
-        ("cold starts", lambda: measure_cold_start(models, config, work, results)),
-        ("predictor on many rows", lambda: measure_predictor(models, config, work, results)),
-        ("training wall time", lambda: measure_training(config, work, results)),
-    ]
-    for name, measure in sections:
-        with stage(name):
-            measure()
+    with stage("Lambda handler in process"):
+        measure_handler(models, config, work, results)
+    with stage("cold starts"):
+        measure_cold_start(models, config, work, results)
+    with stage("predictor on many rows"):
+        measure_predictor(models, config, work, results)
+    with stage("training wall time"):
+        measure_training(config, work, results)
     run_end = CpuSample.take()
     results.facts["load_after"] = os.getloadavg()
     results.facts["others_share_run"] = others_share(run_start, run_end, cores)
