@@ -40,6 +40,7 @@ INTERNAL_ERROR_MESSAGE: Final = "The service failed to answer this request; it h
 NOT_JSON_MESSAGE: Final = "The request body must be JSON (Content-Type: application/json)."
 TOO_LARGE_MESSAGE: Final = "The request body is larger than the 1 MiB limit."
 TOO_MANY_LOANS_MESSAGE: Final = f"A batch holds at most {MAX_BATCH_LOANS} loans."
+FASTAPI_BODY_PARSE_ERROR: Final = "There was an error parsing the body"
 
 _log = logging.getLogger(__name__)
 
@@ -122,6 +123,10 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """404, 405 and friends in the common shape, with a message that names no internals."""
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    if status == 400 and exc.detail == FASTAPI_BODY_PARSE_ERROR:
+        # FastAPI's answer to a JSON-typed body it cannot decode (e.g. invalid UTF-8): the body
+        # is not JSON, which the contract answers with 415.
+        return _json_error(request, 415, NOT_JSON_MESSAGE)
     message = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     if status == 404:
         message = "No such endpoint. See /docs for the API."

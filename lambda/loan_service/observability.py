@@ -142,6 +142,7 @@ class Observability:
         self.settings = settings
         self.logger = build_logger(settings, stream)
         self.metrics = Metrics(namespace=settings.metrics_namespace, service=settings.service_name)
+        self._dimensions = {"service": settings.service_name}
         self.counters = PredictionMetrics()
         self.prediction_log = prediction_log
         # Powertools' own switch (POWERTOOLS_METRICS_DISABLED, POWERTOOLS_DEV), read once here
@@ -168,8 +169,10 @@ class Observability:
             self._print_emf(metric_set)
 
     def _print_emf(self, metric_set: dict[str, dict[str, Any]]) -> None:
+        # Explicit dimensions: Powertools keeps metric and dimension sets at class level, shared by
+        # every Metrics object in the process.
         document = self.metrics.serialize_metric_set(
-            metrics=metric_set, dimensions=self.metrics.dimension_set, metadata={}
+            metrics=metric_set, dimensions=self._dimensions, metadata={}
         )
         print(json.dumps(document, separators=(",", ":")))  # EMF goes to stdout, as Powertools'
 

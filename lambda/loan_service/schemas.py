@@ -1,15 +1,16 @@
 """Request and response models of the HTTP API (CONTRACTS "Serving - HTTP API").
 
-Inputs are strict: ``true`` or ``"5"`` is not a number, NaN/Infinity are refused, unknown fields are
-refused. The upper bounds beyond SPEC's ranges are sanity caps that keep the arithmetic finite
-(a billion dollars of income is a typo, not an applicant).
+Inputs are strict: ``true`` or ``"5"`` is not a number, NaN/Infinity are refused, unknown fields
+are refused. Counts are whole numbers: ``5`` and ``5.0`` are accepted (JSON does not tell them
+apart), ``5.5`` is not. The upper bounds beyond SPEC's ranges are sanity caps that keep the
+arithmetic finite (a billion dollars of income is a typo, not an applicant).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_BATCH_LOANS: Final = 1000
 MAX_AMOUNT: Final = 1e9
@@ -31,6 +32,19 @@ EXAMPLE_LOAN: Final[dict[str, Any]] = {
 }
 
 
+def _integral_float_to_int(value: Any) -> Any:
+    """JSON has one number type: 5.0 is the integer 5 (JSON Schema agrees), 5.5 is not. Only a
+    float with no fractional part is converted; booleans, strings, NaN and fractions still meet
+    the strict int check and are refused."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# After the Field: in this order pydantic keeps minimum/maximum in the published JSON schema.
+_WHOLE_NUMBER = BeforeValidator(_integral_float_to_int)
+
+
 class LoanApplication(BaseModel):
     """One applicant: the six model features, in the model's feature order."""
 
@@ -48,6 +62,7 @@ class LoanApplication(BaseModel):
             le=MAX_CREDIT_LINES,
             description="Open credit lines besides this loan (whole number, 0 or more).",
         ),
+        _WHOLE_NUMBER,
     ]
     loan_amt_outstanding: Annotated[
         float,
@@ -72,10 +87,12 @@ class LoanApplication(BaseModel):
             le=MAX_YEARS_EMPLOYED,
             description="Years with the current employer (whole number, 0 or more).",
         ),
+        _WHOLE_NUMBER,
     ]
     fico_score: Annotated[
         int,
         Field(ge=FICO_MIN, le=FICO_MAX, description="FICO credit score, 300 to 850."),
+        _WHOLE_NUMBER,
     ]
 
 

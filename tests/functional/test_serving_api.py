@@ -257,6 +257,7 @@ def test_a_batch_422_names_the_loan_by_index(client: TestClient) -> None:
         (b"hello", "text/plain"),
         (b'{"credit_lines_outstanding": 1,', "application/json"),
         (b"\xff\xfe", "application/json"),
+        (b'{"income": "\xff"}', "application/json"),
     ],
 )
 def test_a_body_that_is_not_json_gets_415(

@@ -29,6 +29,16 @@ def test_features_are_the_contract_order() -> None:
     )
 
 
+@pytest.mark.parametrize("field", ["credit_lines_outstanding", "years_employed", "fico_score"])
+def test_a_whole_number_written_with_a_fraction_is_accepted_as_that_integer(field: str) -> None:
+    """JSON has one number type; JSON Schema's ``integer`` includes 5.0."""
+    body = json.dumps({**TYPICAL_LOAN, field: float(TYPICAL_LOAN[field])})
+    assert ".0" in body
+    value = getattr(LoanApplication.model_validate_json(body), field)
+    assert type(value) is int
+    assert value == TYPICAL_LOAN[field]
+
+
 def test_a_typical_loan_validates_and_ints_are_accepted_for_amounts() -> None:
     loan = LoanApplication.model_validate_json(json.dumps({**TYPICAL_LOAN, "income": 72000}))
     assert loan.income == 72000.0
@@ -42,7 +52,7 @@ def test_a_typical_loan_validates_and_ints_are_accepted_for_amounts() -> None:
         ("credit_lines_outstanding", False, "int_type"),
         ("credit_lines_outstanding", "1", "int_type"),
         ("credit_lines_outstanding", 1.5, "int_type"),
-        ("years_employed", 2.0, "int_type"),
+        ("years_employed", 2.5, "int_type"),
         ("fico_score", 640.5, "int_type"),
         ("fico_score", None, "int_type"),
         ("loan_amt_outstanding", [1], "float_type"),
