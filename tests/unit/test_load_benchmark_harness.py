@@ -6,6 +6,7 @@ throw all of that away at the very end, so the rendering is tested here on synth
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,11 @@ from bench.run import (
     BenchConfig,
     CpuSample,
     Results,
+    errors_total,
     goals,
     headline_rows,
     loan_rows,
+    median_run,
     others_share,
     render,
     update_readme,
@@ -81,6 +84,18 @@ def full_results(contended: bool = False) -> Results:
             "service/logistic_regression": load_result(12_000, 500, 2_000),
             "reference": load_result(400, 18_000, 40_000),
             "service/random_forest": load_result(9_000, 700, 3_000),
+        },
+        http_rounds={
+            "service/logistic_regression": [
+                load_result(11_000, 520, 2_100),
+                load_result(12_000, 500, 2_000),
+                load_result(13_000, 480, 1_900),
+            ],
+            "reference": [
+                load_result(380, 19_000, 41_000),
+                load_result(400, 18_000, 40_000),
+                load_result(420, 17_000, 39_000),
+            ],
         },
         batch_http={
             "logistic_regression": load_result(60, 120_000, 200_000),
@@ -219,3 +234,21 @@ def test_cpu_taken_by_others_is_machine_busy_time_minus_our_own() -> None:
     before = CpuSample(wall=0.0, machine_busy=100.0, own=10.0)
     after = CpuSample(wall=10.0, machine_busy=115.0, own=20.0)  # 15 busy, 10 of them ours
     assert others_share(before, after, cores=2) == pytest.approx(5.0 / 20.0)
+
+
+def test_the_representative_round_is_the_median_by_throughput() -> None:
+    runs = [load_result(rps, 1, 2) for rps in (300, 100, 200)]
+    assert median_run(runs).requests_per_second == pytest.approx(200)
+    assert median_run(runs[:2]).requests_per_second == pytest.approx(100)  # lower middle
+
+
+def test_every_round_is_listed_with_its_own_ratio() -> None:
+    text = render(full_results(), BenchConfig())
+    assert "11,000 / 380, 28.9x; 12,000 / 400, 30.0x; 13,000 / 420, 31.0x" in text
+
+
+def test_a_failed_request_in_any_round_counts_once() -> None:
+    results = full_results()
+    failing = results.http_rounds["reference"][0]
+    results.http_rounds["reference"][0] = dataclasses.replace(failing, errors=3)
+    assert errors_total(results) == 3
