@@ -11,9 +11,9 @@ One configuration choice, from the contract rather than taste: a batch of more t
 refused with 413 (CONTRACTS "Serving - HTTP API"), so 413 counts as a proper rejection of
 schema-violating data alongside schemathesis' default 4xx list.
 
-Two findings are open (``KNOWN_FINDINGS``): each is excluded from the sweep by a narrow predicate
-and pinned by its own strict-xfail regression test below, which turns into a failure the moment the
-service is fixed, so the exclusion cannot outlive the bug unnoticed.
+Two findings of this sweep were fixed in the service and stay pinned by their own tests below: a
+JSON-typed body that is not UTF-8 got an undocumented 400 (now the documented 415), and ``5.0`` in
+a whole-number field, an integer by JSON Schema's rules, got a 422.
 
 (``schemathesis.pytest.from_fixture`` would be the usual way to fuzz an app built by a fixture, but
 its lazy loader reads ``request.node._nodeid``, which pytest 9 no longer has; the engine is driven
@@ -23,10 +23,10 @@ directly instead.)
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pytest
 import schemathesis
@@ -56,53 +56,10 @@ class Finding:
     check: str
     title: str
     status: int | None
-    request_body: bytes | None
     curl: str
 
     def describe(self) -> str:
         return f"{self.operation}: {self.check} ({self.title}), HTTP {self.status}\n    {self.curl}"
-
-
-def _loans_in(body: bytes | None) -> list[dict[str, Any]]:
-    try:
-        document = json.loads(body or b"")
-    except ValueError:
-        return []
-    if isinstance(document, dict) and isinstance(document.get("loans"), list):
-        return [loan for loan in document["loans"] if isinstance(loan, dict)]
-    return [document] if isinstance(document, dict) else []
-
-
-def _is_non_utf8_body_answered_400(finding: Finding) -> bool:
-    if finding.check != "status_code_conformance" or finding.status != 400:
-        return False
-    try:
-        (finding.request_body or b"").decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return False
-
-
-def _is_integral_float_for_integer_field_rejected(finding: Finding) -> bool:
-    return (
-        finding.check == "positive_data_acceptance"
-        and finding.status == 422
-        and any(
-            isinstance(loan.get(name), float) and float(loan[name]).is_integer()
-            for loan in _loans_in(finding.request_body)
-            for name in INTEGER_FIELDS
-        )
-    )
-
-
-KNOWN_FINDINGS: Final[dict[str, Callable[[Finding], bool]]] = {
-    # Pinned by test_a_json_body_that_is_not_utf8_gets_the_documented_415_not_an_undocumented_400
-    "non-UTF-8 body answered with an undocumented 400": _is_non_utf8_body_answered_400,
-    # Pinned by test_an_integer_field_accepts_an_integral_number_written_with_a_fraction
-    "integral float (e.g. 5.0) refused for an integer field": (
-        _is_integral_float_for_integer_field_rejected
-    ),
-}
 
 
 @dataclass
@@ -111,13 +68,6 @@ class FuzzRun:
     findings: list[Finding] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-
-    def unexpected(self) -> list[Finding]:
-        return [
-            finding
-            for finding in self.findings
-            if not any(matches(finding) for matches in KNOWN_FINDINGS.values())
-        ]
 
 
 def fuzz(app: FastAPI) -> FuzzRun:
@@ -161,7 +111,6 @@ def fuzz(app: FastAPI) -> FuzzRun:
                                 if interaction and interaction.response
                                 else None
                             ),
-                            request_body=interaction.request.body if interaction else None,
                             curl=check.failure_info.code_sample,
                         )
                     )
@@ -219,23 +168,17 @@ def test_no_fuzzed_request_gets_a_5xx(fuzz_run: FuzzRun) -> None:
 def test_every_fuzzed_response_conforms_to_the_published_schema_and_checks(
     fuzz_run: FuzzRun,
 ) -> None:
-    """Any failed check other than the two open, pinned findings fails here, each reproducible
-    with the printed curl command."""
-    unexpected = fuzz_run.unexpected()
-    assert not unexpected, "\n".join(finding.describe() for finding in unexpected[:20])
+    """Any failed check fails here, each finding printed with the curl command that replays it."""
+    assert not fuzz_run.findings, "\n".join(
+        finding.describe() for finding in fuzz_run.findings[:20]
+    )
 
 
-# ---- the open findings, one strict-xfail test each ----------------------------------------------
+# ---- the sweep's two findings, fixed in the service and pinned here --------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open finding for the serving code: a JSON-typed body that is not valid UTF-8 gets "
-    "FastAPI's 400 'bad_request', which the OpenAPI does not document; the contract answers a "
-    "body that is not JSON with 415",
-)
 @pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
-def test_a_json_body_that_is_not_utf8_gets_the_documented_415_not_an_undocumented_400(
+def test_a_json_body_that_is_not_utf8_gets_the_documented_415(
     client: TestClient, path: str
 ) -> None:
     response = client.post(
@@ -245,16 +188,11 @@ def test_a_json_body_that_is_not_utf8_gets_the_documented_415_not_an_undocumente
     assert response.json()["error"] == "unsupported_media_type"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open finding for the serving code: the published schema says `type: integer`, and "
-    "JSON Schema counts 5.0 as an integer, but the strict model refuses it with 422 (a client "
-    "serializing a float column sends 5.0); either accept integral floats or document why not",
-)
 @pytest.mark.parametrize("field_name", sorted(INTEGER_FIELDS))
 def test_an_integer_field_accepts_an_integral_number_written_with_a_fraction(
     client: TestClient, field_name: str
 ) -> None:
+    """JSON Schema's ``integer`` includes 5.0; the answer is the one 5 gets."""
     loan = {**TYPICAL_LOAN, field_name: float(TYPICAL_LOAN[field_name])}
     response = client.post(
         "/predict", content=json.dumps(loan), headers={"content-type": "application/json"}
@@ -264,15 +202,9 @@ def test_an_integer_field_accepts_an_integral_number_written_with_a_fraction(
     assert response.json()["probability"] == exact["probability"]
 
 
-def test_the_known_finding_predicates_match_only_their_own_failures() -> None:
-    """The sweep's exclusions are narrow: a 400 on valid UTF-8, or a 422 on a loan whose integer
-    fields are true integers, is NOT excused."""
-    loan = json.dumps(TYPICAL_LOAN).encode()
-    utf8_400 = Finding("POST /predict", "status_code_conformance", "t", 400, loan, "")
-    binary_400 = Finding("POST /predict", "status_code_conformance", "t", 400, b"\xff", "")
-    true_int_422 = Finding("POST /predict", "positive_data_acceptance", "t", 422, loan, "")
-    float_body = json.dumps({**TYPICAL_LOAN, "fico_score": 640.0}).encode()
-    float_422 = Finding("POST /predict", "positive_data_acceptance", "t", 422, float_body, "")
-    server_error = Finding("POST /predict", "not_a_server_error", "t", 500, b"\xff", "")
-    run = FuzzRun(findings=[utf8_400, binary_400, true_int_422, float_422, server_error])
-    assert run.unexpected() == [utf8_400, true_int_422, server_error]
+@pytest.mark.parametrize("field_name", sorted(INTEGER_FIELDS))
+def test_an_integer_field_still_refuses_a_fraction(client: TestClient, field_name: str) -> None:
+    loan = {**TYPICAL_LOAN, field_name: TYPICAL_LOAN[field_name] + 0.5}
+    response = client.post("/predict", json=loan)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["field"] == field_name
