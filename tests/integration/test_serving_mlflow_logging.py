@@ -1,8 +1,11 @@
-"""Prediction logging against a real ``mlflow server`` (SQLite backend), and with no server.
+"""Prediction logging against a real ``mlflow server`` (SQLite backend), a SQLite store in
+process (``make run``), and with no server.
 
-Every prediction becomes one MLflow trace, found by its request id; a dead or unreachable tracking
-server changes neither the answers nor their latency (p99 within 2x of logging off, measured
-interleaved in the same test so both sides share the machine's noise).
+Every prediction becomes one MLflow trace, found by its request id, whichever batch carried it; a
+burst goes out in far fewer round trips than predictions; re-sending a batch (a retry after a
+timeout that did land) duplicates nothing; a dead or unreachable tracking server changes neither
+the answers nor their latency (p99 within 2x of logging off, measured interleaved in the same test
+so both sides share the machine's noise).
 """
 
 from __future__ import annotations
@@ -18,9 +21,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from loan_service.lambda_adapter import LambdaHandler
+from loan_service.prediction_log import (
+    TRACE_NAME,
+    BackgroundPredictionLog,
+    MlflowTraceExporter,
+    PredictionRecord,
+)
+from loan_service.schemas import FEATURES
 from loan_service.service import PredictionService
 from tests.serving_fixtures import (
     MIDDLING_LOAN,
@@ -100,13 +111,50 @@ def predict_event(loan: dict[str, Any], request_id: str) -> dict[str, Any]:
     )
 
 
-def traces_of(tracking_uri: str, experiment_name: str) -> list[Any]:
+def experiment_id_of(tracking_uri: str, experiment_name: str) -> str:
+    from mlflow import MlflowClient
+
+    experiment = MlflowClient(tracking_uri=tracking_uri).get_experiment_by_name(experiment_name)
+    assert experiment is not None, f"experiment {experiment_name} was never created"
+    return str(experiment.experiment_id)
+
+
+def traces_of(tracking_uri: str, experiment_name: str, include_spans: bool = True) -> list[Any]:
+    """Every trace of the experiment (search_traces pages hold at most 500)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    experiment = client.get_experiment_by_name(experiment_name)
-    assert experiment is not None, f"experiment {experiment_name} was never created"
-    return list(client.search_traces(locations=[experiment.experiment_id], max_results=500))
+    location = experiment_id_of(tracking_uri, experiment_name)
+    found: list[Any] = []
+    page_token = None
+    while True:
+        page = client.search_traces(
+            locations=[location],
+            max_results=500,
+            page_token=page_token,
+            include_spans=include_spans,
+        )
+        found.extend(page)
+        page_token = page.token
+        if not page_token:
+            return found
+
+
+def trace_by_request_id(tracking_uri: str, experiment_name: str, request_id: str) -> Any:
+    """The documented lookup: one tag filter."""
+    from mlflow import MlflowClient
+
+    (found,) = MlflowClient(tracking_uri=tracking_uri).search_traces(
+        locations=[experiment_id_of(tracking_uri, experiment_name)],
+        filter_string=f"tags.request_id = '{request_id}'",
+    )
+    return found
+
+
+def logger_of(service: PredictionService) -> BackgroundPredictionLog:
+    log = service.prediction_log
+    assert isinstance(log, BackgroundPredictionLog)
+    return log
 
 
 def test_n_predictions_become_n_queryable_traces(
@@ -127,7 +175,7 @@ def test_n_predictions_become_n_queryable_traces(
     batch_event["rawPath"] = batch_event["requestContext"]["http"]["path"] = "/prod/predict/batch"
     assert handler(batch_event, FakeLambdaContext())["statusCode"] == 200
     try:
-        assert service.prediction_log.wait_until_idle(120)  # type: ignore[attr-defined]
+        assert logger_of(service).wait_until_idle(120)
         status = service.prediction_log.status()
         assert (status.exported, status.failed, status.dropped) == (26, 0, 0)
     finally:
@@ -137,23 +185,108 @@ def test_n_predictions_become_n_queryable_traces(
     assert len(traces) == 26
     assert {t.info.tags["request_id"] for t in traces} == {*answers, "trace-b"}
 
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=mlflow_server)
-    experiment_id = client.get_experiment_by_name(experiment).experiment_id  # type: ignore[union-attr]
-    (found,) = client.search_traces(
-        locations=[experiment_id], filter_string="tags.request_id = 'trace-7'"
-    )
-    span = found.data.spans[0]
+    found = trace_by_request_id(mlflow_server, experiment, "trace-7")
+    (span,) = found.data.spans
+    assert span.name == TRACE_NAME
     assert span.inputs == {k: float(v) for k, v in TYPICAL_LOAN.items()}
-    assert span.outputs["probability"] == answers["trace-7"]["probability"]
-    assert span.outputs["reasons"] == answers["trace-7"]["reasons"]
+    assert span.outputs == answers["trace-7"]
     assert found.info.tags["model_version"] == service.model_version
-    assert found.info.tags["endpoint"] == "/predict"
-    assert float(found.info.tags["latency_ms"]) > 0
-    (batch,) = [t for t in traces if t.info.tags["request_id"] == "trace-b"]
-    assert batch.info.tags["n_loans"] == "3"
+    assert found.info.tags["mlflow.traceName"] == TRACE_NAME
+    assert found.info.request_preview.startswith('{"credit_lines_outstanding"')
+    assert found.info.response_preview.startswith('{"probability"')
+    assert str(found.info.state) == "OK"
+    assert span.attributes["endpoint"] == "/predict"
+    assert 0 < span.attributes["latency_ms"] < 1000
+    assert span.end_time_ns - span.start_time_ns == round(span.attributes["latency_ms"] * 1e6)
+    batch = trace_by_request_id(mlflow_server, experiment, "trace-b")
+    assert batch.data.spans[0].attributes["n_loans"] == 3
+    assert batch.data.spans[0].attributes["endpoint"] == "/predict/batch"
     assert len(batch.data.spans[0].outputs["predictions"]) == 3
+    capsys.readouterr()
+
+
+def test_a_burst_goes_out_in_few_round_trips_and_every_prediction_is_found_by_request_id(
+    trained_artifacts: Path, mlflow_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GIVEN logging to a real server WHEN 600 predictions are served back to back THEN all 600
+    traces land, in at most a tenth as many round trips, and each request id names exactly one
+    trace."""
+    experiment = f"serving-burst-{uuid.uuid4().hex[:8]}"
+    handler, service = build_test_handler(
+        trained_artifacts,
+        mlflow_tracking_uri=mlflow_server,
+        mlflow_experiment_name=experiment,
+        prediction_log_queue_size=1000,
+    )
+    log = logger_of(service)
+    request_ids = [f"burst-{i}" for i in range(600)]
+    try:
+        for request_id in request_ids:
+            response = handler(predict_event(MIDDLING_LOAN, request_id), FakeLambdaContext())
+            assert response["statusCode"] == 200
+        assert log.wait_until_idle(180)
+        status = log.status()
+        assert (status.exported, status.failed, status.dropped) == (600, 0, 0)
+        assert log.batches_exported <= 60, log.batches_exported
+    finally:
+        log.close()
+
+    traces = traces_of(mlflow_server, experiment, include_spans=False)
+    found_ids = sorted(t.info.tags["request_id"] for t in traces)
+    assert found_ids == sorted(request_ids)  # each once
+    for request_id in ("burst-0", "burst-299", "burst-599"):
+        trace = trace_by_request_id(mlflow_server, experiment, request_id)
+        assert trace.data.spans[0].outputs["request_id"] == request_id
+    capsys.readouterr()
+
+
+def test_a_resent_batch_overwrites_its_traces_instead_of_duplicating_them(
+    trained_artifacts: Path, mlflow_server: str
+) -> None:
+    """A send whose answer timed out may have landed: the retry re-sends the same trace ids."""
+    experiment = f"serving-resend-{uuid.uuid4().hex[:8]}"
+    exporter = MlflowTraceExporter(mlflow_server, experiment)
+    exporter.prepare()
+    exporter.connect()
+    _, service = build_test_handler(trained_artifacts)
+    records: list[PredictionRecord] = []
+    for i in range(20):
+        raw = np.array([[MIDDLING_LOAN[name] for name in FEATURES]], dtype=float)
+        answers = service.assessor.assess_matrix(raw, f"resend-{i}")
+        records.append((time.time_ns(), 200_000, f"resend-{i}", "/predict", raw, answers))
+    payload = exporter.encode(records)
+    exporter.send(payload)
+    exporter.send(payload)
+    traces = traces_of(mlflow_server, experiment)
+    assert sorted(t.info.tags["request_id"] for t in traces) == sorted(r[2] for r in records)
+    assert all(len(t.data.spans) == 1 for t in traces)
+
+
+def test_a_sqlite_tracking_uri_stores_every_prediction_in_process(
+    trained_artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``make run`` logs to sqlite:///mlflow.db with no server: the same traces, same lookup."""
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = "loan-default-serving"
+    handler, service = build_test_handler(
+        trained_artifacts, mlflow_tracking_uri=tracking_uri, mlflow_experiment_name=experiment
+    )
+    log = logger_of(service)
+    try:
+        for i in range(40):
+            response = handler(predict_event(RISKY_LOAN, f"local-{i}"), FakeLambdaContext())
+            assert response["statusCode"] == 200
+        assert log.wait_until_idle(120)
+        assert log.status().exported == 40
+    finally:
+        log.close()
+    traces = traces_of(tracking_uri, experiment, include_spans=False)
+    assert sorted(t.info.tags["request_id"] for t in traces) == sorted(
+        f"local-{i}" for i in range(40)
+    )
+    trace = trace_by_request_id(tracking_uri, experiment, "local-17")
+    assert trace.data.spans[0].inputs == {k: float(v) for k, v in RISKY_LOAN.items()}
+    assert trace.info.tags["model_version"] == service.model_version
     capsys.readouterr()
 
 
