@@ -695,7 +695,7 @@ def render(results: Results, config: BenchConfig) -> str:
         lines += [
             "> **Measured under contention**: other processes used a noticeable share of the CPU "
             "while this ran. Absolute figures are pessimistic; the ratios (both designs measured "
-            "back to back in this run, under the same load) are the figures to quote.",
+            "side by side in this run, under the same load) are the figures to quote.",
             "",
         ]
     lines += ["## Headline (ratios measured in this one run)", ""]
@@ -837,24 +837,28 @@ def render(results: Results, config: BenchConfig) -> str:
 
 
 def readme_block(results: Results) -> str:
+    """The README's figures: the headline table, issue 7's goal, handler and batch in one line."""
     facts = results.facts
-    contention = " under contention (see the file)" if facts["contended"] else ""
+    contention = "; measured under contention (see the file)" if facts["contended"] else ""
     lines = [
         README_START,
-        f"Measured by `make bench` on {facts['date']}, {facts['nproc']} cores `{facts['arch']}`, "
-        f"Python {facts['python']}{contention}; every figure and how it was taken: "
-        "[bench/results.md](bench/results.md).",
+        f"Measured by `make bench` on {facts['date']}: {facts['nproc']} cores `{facts['arch']}`, "
+        f"Python {facts['python']}{contention}.",
+        "Every figure, and how it was taken: [bench/results.md](bench/results.md).",
         "",
         "| headline (one run) | service | original design | ratio |",
         "|---|---:|---:|---:|",
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in headline_rows(results)]
+    lines.append("")
+    for name, met, figure in goals(results):
+        if "(issue 7)" in name:
+            lines.append(f"Goal, {name}: {'met' if met else '**missed**'} ({figure}).")
     if results.handler:
-        lines += [
-            "",
+        lines.append(
             f"Lambda handler in process: p50 {results.handler['p50_us']:.0f} us, "
-            f"p99 {results.handler['p99_us']:.0f} us for one prediction.",
-        ]
+            f"p99 {results.handler['p99_us']:.0f} us for one prediction."
+        )
     batch_parts = [
         f"{name.replace('_', ' ')} {_rps(batch.requests_per_second * BATCH_SIZE)} rows/s"
         for name, batch in results.batch_http.items()

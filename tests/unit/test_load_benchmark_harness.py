@@ -220,6 +220,7 @@ def test_the_readme_block_is_replaced_between_its_markers_only(tmp_path: Path) -
     assert text.endswith(f"{README_END}\nafter\n")
     assert "old figures" not in text
     assert "**30.0x**" in text
+    assert "Goal, HTTP throughput >= 25x the original design (issue 7): met (30.0x)." in text
     assert text.count(README_START) == 1
 
 
