@@ -1,5 +1,6 @@
-"""Prediction logging against a real ``mlflow server`` (SQLite backend), a SQLite store in
-process (``make run``), and with no server.
+"""Prediction logging against a real ``mlflow server`` (SQLite backend), from this venv and from
+the Lambda image's task root (which has ``mlflow-tracing`` only), a SQLite store in process
+(``make run``), and with no server.
 
 Every prediction becomes one MLflow trace, found by its request id, whichever batch carried it; a
 burst goes out in far fewer round trips than predictions; re-sending a batch (a retry after a
@@ -10,6 +11,7 @@ so both sides share the machine's noise).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.image import build_image, isolated_python, lambda_environment
 from loan_service.lambda_adapter import LambdaHandler
 from loan_service.prediction_log import (
     TRACE_NAME,
@@ -33,6 +36,7 @@ from loan_service.prediction_log import (
 )
 from loan_service.schemas import FEATURES
 from loan_service.service import PredictionService
+from tests.faults_network import black_hole_port
 from tests.serving_fixtures import (
     MIDDLING_LOAN,
     RISKY_LOAN,
@@ -51,7 +55,6 @@ from tests.serving_fixtures import (
 )
 
 pytestmark = pytest.mark.slow
-NON_ROUTABLE_URI = "http://10.255.255.1:5000"
 LATENCY_SAMPLES = 4000
 
 
@@ -290,6 +293,75 @@ def test_a_sqlite_tracking_uri_stores_every_prediction_in_process(
     capsys.readouterr()
 
 
+# Runs in the emulated image: main.handler answers the events, then the logger is given time to
+# export (on Lambda, later invocations would give it that time).
+_IMAGE_DRIVER = r"""
+import json, os, sys
+
+class Context:
+    function_name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:emulated"
+    memory_limit_in_mb = 1024
+    log_group_name = os.environ["AWS_LAMBDA_LOG_GROUP_NAME"]
+    log_stream_name = os.environ["AWS_LAMBDA_LOG_STREAM_NAME"]
+    def __init__(self, request_id):
+        self.aws_request_id = request_id
+    def get_remaining_time_in_millis(self):
+        return 30000
+
+from main import handler, service
+
+events = json.load(open(sys.argv[1], encoding="utf-8"))
+codes = [handler(event, Context(f"emulated-{i}"))["statusCode"] for i, event in enumerate(events)]
+idle = service.prediction_log.wait_until_idle(120)
+print("RESULT " + json.dumps({
+    "codes": codes,
+    "idle": idle,
+    "status": service.prediction_log.status().model_dump(),
+    "full_mlflow_loaded": any(m in sys.modules for m in ("mlflow.server", "sqlalchemy")),
+}), flush=True)
+"""
+
+
+def test_the_lambda_image_with_only_mlflow_tracing_logs_every_prediction(
+    trained_artifacts: Path, mlflow_server: str, tmp_path: Path
+) -> None:
+    """GIVEN the image's task root (Dockerfile.lambda emulated: CPython 3.12, the runtime set, so
+    ``mlflow-tracing`` and not full mlflow) WHEN main.handler answers 30 events with
+    MLFLOW_TRACKING_URI at a real server THEN all 30 traces land, found by request id."""
+    image = build_image(tmp_path / "build", trained_artifacts)
+    assert list(image.task_root.glob("mlflow_tracing-*.dist-info")), "image without mlflow-tracing"
+    assert not list(image.task_root.glob("mlflow_skinny-*.dist-info"))
+    experiment = f"serving-image-{uuid.uuid4().hex[:8]}"
+    request_ids = [f"image-{i}" for i in range(30)]
+    events_file = tmp_path / "events.json"
+    events_file.write_text(json.dumps([predict_event(TYPICAL_LOAN, rid) for rid in request_ids]))
+    environment = lambda_environment(
+        image, {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_EXPERIMENT_NAME": experiment}
+    )
+    done = subprocess.run(
+        [*isolated_python(image), "-c", _IMAGE_DRIVER, str(events_file)],
+        cwd=image.task_root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    output = done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, output
+    assert lines, output
+    result = json.loads(lines[-1].removeprefix("RESULT "))
+    assert result["codes"] == [200] * 30
+    assert result["idle"] is True
+    assert result["status"]["exported"] == 30, result["status"]
+    assert result["full_mlflow_loaded"] is False
+    traces = traces_of(mlflow_server, experiment, include_spans=False)
+    assert sorted(t.info.tags["request_id"] for t in traces) == sorted(request_ids)
+
+
 def test_sigterm_drains_queued_records_before_uvicorn_exits(
     trained_artifacts: Path, mlflow_server: str
 ) -> None:
@@ -346,16 +418,28 @@ def interleaved_latencies(
     "tracking_uri",
     [
         pytest.param("closed-port", id="closed-port"),
-        pytest.param(NON_ROUTABLE_URI, id="non-routable"),
+        pytest.param("black-hole", id="non-routable"),
     ],
 )
 def test_a_dead_tracking_server_changes_neither_answers_nor_latency(
     trained_artifacts: Path, tracking_uri: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """GIVEN MLFLOW_TRACKING_URI at a closed port / a non-routable address WHEN thousands of
+    """GIVEN MLFLOW_TRACKING_URI at a closed port / a loopback black hole (SYNs dropped, as
+    towards a non-routable address) WHEN thousands of
     predictions are served THEN all succeed, records are held then dropped and counted, and p99
     latency stays within 2x of the same service with logging off."""
-    uri = f"http://127.0.0.1:{free_port()}" if tracking_uri == "closed-port" else tracking_uri
+    with contextlib.ExitStack() as dead_peer:
+        port = (
+            free_port()
+            if tracking_uri == "closed-port"
+            else dead_peer.enter_context(black_hole_port())
+        )
+        _serve_against_a_dead_server(trained_artifacts, f"http://127.0.0.1:{port}", capsys)
+
+
+def _serve_against_a_dead_server(
+    trained_artifacts: Path, uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     logging_on, on_service = build_test_handler(
         trained_artifacts, mlflow_tracking_uri=uri, prediction_log_queue_size=1000
     )

@@ -2,11 +2,13 @@
 
 A configured but unreachable tracking server must never hang training: within 10 s it warns and
 goes on, and the manifest says ``"unreachable"``. Checked with a closed port (refused at once)
-and a non-routable address (packets vanish; only a timeout ends the wait).
+and a loopback black hole that drops SYNs as a non-routable address does (packets vanish; only
+a timeout ends the wait; no packet leaves the machine).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,12 +26,12 @@ import joblib
 import numpy as np
 import pytest
 
+from tests.faults_network import black_hole_port
 from training.synthesize import generate_loans, write_loans_csv
 from training.tracking import REGISTERED_MODEL_NAME, TrainingTracker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MLFLOW_CLI = Path(sys.executable).parent / "mlflow"
-NON_ROUTABLE = "http://10.255.255.1:5000"
 TRACKING_BUDGET_SECONDS = 10.0
 QUIET_CLIENT = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
@@ -243,20 +245,30 @@ def test_training_tracks_into_a_local_sqlite_store_with_artifacts_beside_it(
     )
 
 
+@contextlib.contextmanager
+def dead_tracking_uri(kind: str) -> Iterator[str]:
+    """A tracking URI nobody answers: a closed port (refused at once) or a loopback black hole
+    (SYNs dropped, as towards a non-routable address, without a packet leaving the machine)."""
+    if kind == "closed-port":
+        yield f"http://127.0.0.1:{free_port()}"
+        return
+    with black_hole_port() as port:
+        yield f"http://127.0.0.1:{port}"
+
+
 @pytest.mark.parametrize(
     "tracking_uri",
-    [pytest.param("closed-port", id="closed-port"), pytest.param(NON_ROUTABLE, id="non-routable")],
+    [pytest.param("closed-port", id="closed-port"), pytest.param("black-hole", id="non-routable")],
 )
 def test_an_unreachable_server_is_given_up_on_within_the_budget(
     tracking_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uri = f"http://127.0.0.1:{free_port()}" if tracking_uri == "closed-port" else tracking_uri
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-
-    began = time.monotonic()
-    with TrainingTracker(enabled=True) as tracker:
-        pass
-    elapsed = time.monotonic() - began
+    with dead_tracking_uri(tracking_uri) as uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        began = time.monotonic()
+        with TrainingTracker(enabled=True) as tracker:
+            pass
+        elapsed = time.monotonic() - began
 
     assert elapsed < TRACKING_BUDGET_SECONDS
     assert tracker.status == "unreachable"
@@ -268,15 +280,14 @@ def test_an_unreachable_server_is_given_up_on_within_the_budget(
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "tracking_uri",
-    [pytest.param("closed-port", id="closed-port"), pytest.param(NON_ROUTABLE, id="non-routable")],
+    [pytest.param("closed-port", id="closed-port"), pytest.param("black-hole", id="non-routable")],
 )
 def test_training_with_an_unreachable_server_warns_finishes_and_records_it(
     tracking_uri: str, small_book: Path, tmp_path: Path
 ) -> None:
-    uri = f"http://127.0.0.1:{free_port()}" if tracking_uri == "closed-port" else tracking_uri
     out = tmp_path / "artifacts"
-
-    result = train(small_book, out, uri)
+    with dead_tracking_uri(tracking_uri) as uri:
+        result = train(small_book, out, uri)
 
     assert result.returncode == 0, result.stderr
     assert stage_seconds(result.stdout, "MLflow tracking") < TRACKING_BUDGET_SECONDS
