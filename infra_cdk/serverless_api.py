@@ -95,6 +95,8 @@ class ServerlessApi(Construct):
             tracing=lambda_.Tracing.ACTIVE if settings.tracing else lambda_.Tracing.DISABLED,
             reserved_concurrent_executions=settings.reserved_concurrency,
         )
+        # SAM CLI (`sam local invoke -t cdk.out/...`) finds the image to build from this metadata.
+        image.asset.add_resource_metadata(self.function.node.default_child, "Code.ImageUri")
 
         self.access_log_group = log_group(
             self, "ApiAccessLogs", retention_days=settings.log_retention_days

@@ -972,3 +972,20 @@ def test_acknowledgements_are_written_into_the_templates_as_an_audit_trail(
         "AwsSolutions-APIG3",
     }
     assert all(len(reason) >= 40 for reason in rules.values())
+
+
+def test_function_carries_the_asset_metadata_sam_local_invoke_builds_the_image_from(
+    project_root: Path, tmp_path: Path
+) -> None:
+    """GIVEN asset metadata on (the CDK CLI's default) WHEN the app is synthesized THEN the
+    function names Dockerfile.lambda and its build context, so `sam local invoke -t cdk.out/...`
+    can build and run the same image locally."""
+    synthesized = synthesize(
+        project_root, tmp_path / "cdk.out", **{"aws:cdk:enable-asset-metadata": True}
+    )
+
+    function = only_resource(synthesized.serverless_json, "AWS::Lambda::Function")
+    metadata = function["Metadata"]
+    assert metadata["aws:asset:property"] == "Code.ImageUri"
+    assert metadata["aws:asset:dockerfile-path"] == "Dockerfile.lambda"
+    assert (tmp_path / "cdk.out" / metadata["aws:asset:path"] / "Dockerfile.lambda").is_file()
