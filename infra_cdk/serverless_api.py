@@ -9,8 +9,9 @@ prediction routes with IAM/JWT only. The README carries the full comparison.
 from __future__ import annotations
 
 import json
+from typing import cast
 
-from aws_cdk import Duration, Stack
+from aws_cdk import CfnResource, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -96,7 +97,8 @@ class ServerlessApi(Construct):
             reserved_concurrent_executions=settings.reserved_concurrency,
         )
         # SAM CLI (`sam local invoke -t cdk.out/...`) finds the image to build from this metadata.
-        image.asset.add_resource_metadata(self.function.node.default_child, "Code.ImageUri")
+        function_resource = cast(CfnResource, self.function.node.default_child)
+        image.asset.add_resource_metadata(function_resource, "Code.ImageUri")
 
         self.access_log_group = log_group(
             self, "ApiAccessLogs", retention_days=settings.log_retention_days
