@@ -30,8 +30,13 @@ from loan_service.schemas import FEATURES, LoanApplication, RiskBand
 MEDIUM_RISK_FROM: Final = 0.20
 REASON_MIN_LOG_ODDS: Final = 0.1
 MAX_REASONS: Final = 3
-MESSAGE_HIGH_RISK: Final = "High risk of default"
-MESSAGE_LOW_RISK: Final = "Low risk of default"
+# The original system's ``message``, worded per risk band so it never contradicts ``risk_band``
+# (a medium-band applicant is below the threshold, hence approved, but not "low risk").
+MESSAGE_BY_BAND: Final[dict[RiskBand, str]] = {
+    "high": "High risk of default",
+    "medium": "Moderate risk of default",
+    "low": "Low risk of default",
+}
 
 _feature_values = attrgetter(*FEATURES)
 
@@ -153,13 +158,14 @@ class LoanAssessor:
                     }
                 )
             is_default = probability >= threshold
+            band = risk_band(probability, threshold)
             answers.append(
                 {
                     "probability": round(probability, 6),
                     "prediction": 1 if is_default else 0,
                     "threshold": threshold,
-                    "message": MESSAGE_HIGH_RISK if is_default else MESSAGE_LOW_RISK,
-                    "risk_band": risk_band(probability, threshold),
+                    "message": MESSAGE_BY_BAND[band],
+                    "risk_band": band,
                     "reasons": reasons,
                     "expected_loss": round(
                         probability * loss_given_default * values[loan_amount_column], 2

@@ -91,9 +91,14 @@ def test_decision_message_and_band_agree_with_the_probability(
     answer = predict(client, loan)
     high = answer["probability"] >= answer["threshold"]
     assert answer["prediction"] == int(high)
-    assert answer["message"] == ("High risk of default" if high else "Low risk of default")
     expected_band = "high" if high else ("medium" if answer["probability"] >= 0.2 else "low")
     assert answer["risk_band"] == expected_band
+    message_by_band = {
+        "high": "High risk of default",
+        "medium": "Moderate risk of default",
+        "low": "Low risk of default",
+    }
+    assert answer["message"] == message_by_band[expected_band]
 
 
 def test_the_risky_applicant_is_declined_with_credit_lines_and_debt_as_top_reasons(

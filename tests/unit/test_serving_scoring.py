@@ -9,7 +9,13 @@ import pytest
 
 from loan_service.predictor import explain_block
 from loan_service.schemas import FEATURES, LoanApplication
-from loan_service.scoring import MEDIUM_RISK_FROM, REASON_TEXT, loans_to_matrix, risk_band
+from loan_service.scoring import (
+    MEDIUM_RISK_FROM,
+    MESSAGE_BY_BAND,
+    REASON_TEXT,
+    loans_to_matrix,
+    risk_band,
+)
 from tests.serving_fixtures import RISKY_LOAN, TYPICAL_LOAN
 
 
@@ -94,3 +100,10 @@ def test_the_debt_reason_states_debt_to_income() -> None:
     loan = [float(RISKY_LOAN[name]) for name in FEATURES]
     text = REASON_TEXT["total_debt_outstanding"](25000.0, 8743.4, loan)
     assert text == "Total debt of $25,000, 62% of yearly income (typical: $8,743)"
+
+
+def test_each_risk_band_has_its_own_message_so_message_never_contradicts_the_band() -> None:
+    assert set(MESSAGE_BY_BAND) == {"low", "medium", "high"}
+    assert len(set(MESSAGE_BY_BAND.values())) == 3
+    assert MESSAGE_BY_BAND["high"] == "High risk of default"  # the original system's wording
+    assert MESSAGE_BY_BAND["low"] == "Low risk of default"
