@@ -320,38 +320,37 @@ class MlflowTraceExporter:
         self._experiment_name = experiment_name
         self._token_secret_arn = token_secret_arn
         self._read_secret = read_secret
-        self._mlflow: Any = None
+        self._tracing_client: Any = None
         self._prediction_span: Callable[[PredictionRecord], Any] | None = None
         self._sink: OtlpHttpSpanSink | StoreSpanSink | None = None
         self.experiment_id: str | None = None
 
     def prepare(self) -> None:
-        """Configure the client, then import mlflow (once, while the app is built)."""
+        """Configure the client, then import mlflow (once, while the app is built). Only what
+        the ``mlflow-tracing`` distribution of the image has: no ``mlflow.MlflowClient`` there."""
         configure_mlflow_client_environment()
-        import mlflow
+        from mlflow.tracing.client import TracingClient
 
-        self._mlflow = mlflow
+        self._tracing_client = TracingClient
         self._prediction_span = prediction_span_factory()
 
     def connect(self) -> None:
         """Read the token if configured, find or create the experiment, pick the span sink."""
         if self._token_secret_arn and "MLFLOW_TRACKING_TOKEN" not in os.environ:
             os.environ["MLFLOW_TRACKING_TOKEN"] = self._read_secret(self._token_secret_arn)
-        client = self._mlflow.MlflowClient(tracking_uri=self._tracking_uri)
-        experiment = client.get_experiment_by_name(self._experiment_name)
+        store = self._tracing_client(self._tracking_uri).store
+        experiment = store.get_experiment_by_name(self._experiment_name)
         if experiment is None:
-            experiment_id = str(client.create_experiment(self._experiment_name))
+            experiment_id = str(store.create_experiment(self._experiment_name))
         else:
             experiment_id = str(experiment.experiment_id)
-        self._sink = self._span_sink(experiment_id)
+        self._sink = self._span_sink(store, experiment_id)
         self.experiment_id = experiment_id
 
-    def _span_sink(self, experiment_id: str) -> OtlpHttpSpanSink | StoreSpanSink:
-        from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT
-        from mlflow.tracing.client import TracingClient
-
-        store = TracingClient(self._tracking_uri).store
+    def _span_sink(self, store: Any, experiment_id: str) -> OtlpHttpSpanSink | StoreSpanSink:
         if urlparse(self._tracking_uri).scheme in ("http", "https"):
+            from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT
+
             connect_timeout = float(MLFLOW_HTTP_REQUEST_TIMEOUT.get())
             return OtlpHttpSpanSink(store.get_host_creds, experiment_id, connect_timeout)
         return StoreSpanSink(store, experiment_id)
