@@ -45,7 +45,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_ROOT = REPO_ROOT / "lambda"
 DEFAULT_ARTIFACTS = REPO_ROOT / "artifacts"
-PREVIOUS_DESIGN_COMMIT = "4005d75"  # the last commit exporting one trace per MLflow call
+PREVIOUS_DESIGN_COMMIT = "4005d759a8baaa90fdcd3e162f608bcf275f6a50"  # one trace per MLflow call
 PREDICTION_LOG_PATH = "lambda/loan_service/prediction_log.py"
 DESIGNS = ("batched", "per-trace", "previous")
 BACKENDS = ("server", "sqlite")
