@@ -27,9 +27,12 @@ from tests.integration.browser_harness import (
 expect.set_options(timeout=10_000)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[Browser]:
-    """Debian's headless Chromium under Playwright, once per session.
+    """Debian's headless Chromium under Playwright, once per test module.
+
+    Not once per session: Playwright's sync API keeps an asyncio event loop running in the main
+    thread until ``stop()``, and every later test that calls ``asyncio.run`` would fail.
 
     ``make test`` installs it first (``make browser-deps``); the tests skip only where that was
     impossible, and say so.
