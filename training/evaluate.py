@@ -1,4 +1,4 @@
-"""Held-out metrics, cross-validation on the training rows, and the selection rule.
+"""Held-out metrics, cross-validation scores on the training rows, and the selection rule.
 
 Model selection is a business rule worth testing on its own: the higher held-out F1 at the
 decision threshold wins; on a tie the simpler model wins, and the reason is written down.
@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from training.cross_fit import OutOfFold
 from training.schema import DECISION_THRESHOLD
-
-CV_FOLDS = 5
 
 Metrics = dict[str, Any]
 
@@ -56,27 +55,27 @@ def held_out_metrics(
 
 
 def cross_validation_scores(
-    estimator: Any,
-    features: npt.NDArray[np.float64],
-    target: npt.NDArray[np.int64],
-    seed: int,
+    out_of_fold: OutOfFold, target: npt.NDArray[np.int64]
 ) -> dict[str, float | int]:
-    """Stratified k-fold on the training rows only: how stable the candidate is, fold to fold."""
-    from sklearn.model_selection import StratifiedKFold, cross_validate
+    """Per-fold F1, ROC AUC and Brier of the fold models (training rows only), mean and spread.
 
-    folds = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed)
-    scores = cross_validate(
-        estimator,
-        features,
-        target,
-        cv=folds,
-        scoring={"f1": "f1", "roc_auc": "roc_auc", "brier": "neg_brier_score"},
-    )
-    summary: dict[str, float | int] = {"folds": CV_FOLDS}
-    for name in ("f1", "roc_auc", "brier"):
-        values = np.asarray(scores[f"test_{name}"], dtype=np.float64)
-        if name == "brier":
-            values = -values
+    Each fold is scored on its held-out rows exactly as ``cross_validate`` scores them with the
+    ``"f1"``, ``"roc_auc"`` and ``"neg_brier_score"`` scorers: F1 of ``predict``, ROC AUC of the
+    decision function (P(class 1) for a model without one), Brier of P(class 1). The predictions
+    are the cross-fit's, so the calibrator and these scores come from the same fold models.
+    """
+    from sklearn.metrics import brier_score_loss, f1_score, roc_auc_score
+
+    per_fold: dict[str, list[float]] = {"f1": [], "roc_auc": [], "brier": []}
+    for fold in range(out_of_fold.folds):
+        rows = out_of_fold.rows_of_fold(fold)
+        truth = target[rows]
+        per_fold["f1"].append(float(f1_score(truth, out_of_fold.label[rows])))
+        per_fold["roc_auc"].append(float(roc_auc_score(truth, out_of_fold.response[rows])))
+        per_fold["brier"].append(float(brier_score_loss(truth, out_of_fold.probability[rows])))
+    summary: dict[str, float | int] = {"folds": out_of_fold.folds}
+    for name, scores in per_fold.items():
+        values = np.asarray(scores, dtype=np.float64)
         summary[f"{name}_mean"] = float(values.mean())
         summary[f"{name}_std"] = float(values.std(ddof=0))
     return summary

@@ -1,13 +1,14 @@
-"""The training run, stage by stage: data -> split -> stats -> candidates -> choice -> artifacts.
+"""The training run, stage by stage: data -> split -> stats -> cross-fit -> choice -> artifacts.
 
 Order matters and is the point of this module: the stratified split happens before anything is
-fitted, and every fitted thing (normalization statistics, cross-validation, calibration) sees the
-training rows only. The test rows are touched once per candidate, to measure it.
+fitted, and every fitted thing (normalization statistics, fold models, cross-validation scores,
+calibration, the final models) sees the training rows only. The test rows are touched once per
+candidate, to measure it.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training.calibration import base_estimator, calibrate, calibration_summary
-from training.candidates import CANDIDATES, TRAINING_N_JOBS, Candidate, json_safe_params
+from training.calibration import base_estimator, calibrate_on_out_of_fold, calibration_summary
+from training.candidates import CANDIDATES, Candidate, json_safe_params
+from training.cross_fit import FOLDS, TRAINING_THREADS, CrossFit, FitDone, cross_fit, fold_splitter
 from training.data import LoanBook, load_loan_book
 from training.evaluate import (
     Contender,
@@ -102,17 +104,48 @@ def prepare_data(book: LoanBook, seed: int) -> PreparedData:
     )
 
 
-def fit_candidate(candidate: Candidate, data: PreparedData, seed: int) -> CandidateResult:
-    """Cross-validate on the training rows, calibrate on them, measure on the test rows."""
-    import joblib
-
-    began = time.perf_counter()
-    # Folds run in parallel threads (the estimators release the GIL); see TRAINING_N_JOBS.
-    with joblib.parallel_config(backend="threading", n_jobs=TRAINING_N_JOBS):
-        cv = cross_validation_scores(
-            candidate.build(seed), data.train_features, data.train_target, seed
+def fit_candidates(
+    candidates: Sequence[Candidate], data: PreparedData, seed: int, progress: Progress
+) -> list[CandidateResult]:
+    """Cross-fit every candidate on the training rows, then calibrate and measure each one."""
+    fits = len(candidates) * (FOLDS + 1)
+    with progress.stage(
+        f"cross-fit {len(candidates)} candidate(s) on the training rows: {FOLDS} fold models "
+        f"+ 1 final model each ({fits} fits, {TRAINING_THREADS} at a time)"
+    ):
+        fitted = cross_fit(
+            candidates,
+            data.train_features,
+            data.train_target,
+            seed,
+            on_fit=lambda done: progress.say(_describe_fit(done)),
         )
-        calibrated = calibrate(candidate.build(seed), data.train_features, data.train_target, seed)
+    results = []
+    for crossfit in fitted:
+        name = crossfit.candidate.name
+        with progress.stage(
+            f"{name}: CV scores and calibration from the out-of-fold predictions, held-out metrics"
+        ):
+            result = evaluate_candidate(crossfit, data, seed)
+        results.append(result)
+        metrics = result.metrics
+        progress.say(
+            f"  {name}: F1 {metrics['f1']:.4f}  ROC AUC {metrics['roc_auc']:.4f}  "
+            f"Brier {metrics['brier']:.4f} (uncalibrated {metrics['uncalibrated']['brier']:.4f})"
+        )
+    return results
+
+
+def evaluate_candidate(crossfit: CrossFit, data: PreparedData, seed: int) -> CandidateResult:
+    """CV scores and the calibrator from the out-of-fold predictions; metrics on the test rows."""
+    cv = cross_validation_scores(crossfit.out_of_fold, data.train_target)
+    calibrated = calibrate_on_out_of_fold(
+        crossfit.final_model,
+        crossfit.out_of_fold.response,
+        data.train_target,
+        unfitted=crossfit.candidate.build(seed),
+        splitter=fold_splitter(seed),
+    )
     base = base_estimator(calibrated)
     probability = calibrated.predict_proba(data.test_features)[:, 1]
     raw_probability = base.predict_proba(data.test_features)[:, 1]
@@ -121,13 +154,22 @@ def fit_candidate(candidate: Candidate, data: PreparedData, seed: int) -> Candid
     metrics["cv"] = cv
     metrics["uncalibrated"] = {key: raw[key] for key in ("f1", "roc_auc", "brier", "log_loss")}
     return CandidateResult(
-        candidate=candidate,
+        candidate=crossfit.candidate,
         calibrated_model=calibrated,
         base_model=base,
         test_probability=np.asarray(probability, dtype=np.float64),
         test_probability_uncalibrated=np.asarray(raw_probability, dtype=np.float64),
         metrics=metrics,
-        seconds=time.perf_counter() - began,
+        fit_seconds=crossfit.fit_seconds,
+    )
+
+
+def _describe_fit(done: FitDone) -> str:
+    epochs = f", {done.epochs} epochs" if done.epochs is not None else ""
+    held_out = f", predicted {done.predicted_rows:,} held-out" if done.predicted_rows else ""
+    return (
+        f"  {done.task.describe()}: fitted on {done.fit_rows:,} rows{epochs}{held_out} "
+        f"({done.seconds:.1f}s)"
     )
 
 
@@ -148,16 +190,7 @@ def run_training(config: TrainingConfig, progress: Progress) -> TrainingOutcome:
     ):
         data = prepare_data(book, config.seed)
 
-    results = []
-    for candidate in config.candidates:
-        with progress.stage(f"{candidate.name}: cross-validate, calibrate, evaluate"):
-            result = fit_candidate(candidate, data, config.seed)
-        results.append(result)
-        metrics = result.metrics
-        progress.say(
-            f"  {candidate.name}: F1 {metrics['f1']:.4f}  ROC AUC {metrics['roc_auc']:.4f}  "
-            f"Brier {metrics['brier']:.4f} (uncalibrated {metrics['uncalibrated']['brier']:.4f})"
-        )
+    results = fit_candidates(config.candidates, data, config.seed, progress)
     selection = choose(results)
     chosen = next(result for result in results if result.name == selection.name)
     progress.say(f"chosen: {selection.name} - {selection.reason}")

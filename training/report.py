@@ -281,8 +281,8 @@ def render_index(report: ReportInput) -> str:
         )
         folds = report.results[0].metrics["cv"]["folds"]
         rows.append(f"<tr><td>{folds}-fold CV {key} (training split)</td>{cells}</tr>")
-    cells = "".join(value_cell(r.name, f"{r.seconds:.1f} s") for r in report.results)
-    rows.append(f"<tr><td>fit + CV + calibration time</td>{cells}</tr>")
+    cells = "".join(value_cell(r.name, f"{r.fit_seconds:.1f} s") for r in report.results)
+    rows.append(f"<tr><td>fitting time (fold models + final model, summed)</td>{cells}</tr>")
     models = "".join(
         f"<li><strong>{esc(r.name)}</strong>: {esc(r.candidate.summary)}</li>"
         for r in report.results

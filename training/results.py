@@ -17,7 +17,7 @@ from training.evaluate import Metrics
 
 @dataclass(frozen=True)
 class CandidateResult:
-    """A candidate after cross-validation, calibration and evaluation on the test rows."""
+    """A candidate after cross-fitting, calibration and evaluation on the test rows."""
 
     candidate: Candidate
     calibrated_model: Any
@@ -25,7 +25,8 @@ class CandidateResult:
     test_probability: npt.NDArray[np.float64]
     test_probability_uncalibrated: npt.NDArray[np.float64]
     metrics: Metrics
-    seconds: float
+    fit_seconds: float
+    """Time in the candidate's fits (fold models and final model), summed over threads."""
 
     @property
     def name(self) -> str:

@@ -1,4 +1,7 @@
-"""Candidates, held-out metrics and calibration, on small in-memory data (no files, no network)."""
+"""Candidates, held-out metrics and the reliability curve, on small in-memory data (no files).
+
+Cross-validation scores and calibration: test_training_cross_fit.py.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from training.calibration import base_estimator, calibrate, reliability_curve
+from training.calibration import reliability_curve
 from training.candidates import (
     LOGISTIC_REGRESSION,
     RANDOM_FOREST,
@@ -17,7 +20,7 @@ from training.candidates import (
     feature_weights,
     json_safe_params,
 )
-from training.evaluate import cross_validation_scores, held_out_metrics
+from training.evaluate import held_out_metrics
 from training.normalization import compute_stats, normalize
 from training.schema import FEATURES, TARGET
 from training.synthesize import generate_loans
@@ -61,21 +64,6 @@ def test_logistic_regression_fits_without_any_warning(
     assert model.n_iter_[0] < model.max_iter
 
 
-def test_calibrated_model_keeps_one_base_model_fitted_on_all_training_rows(
-    small_book: tuple[np.ndarray, np.ndarray],
-) -> None:
-    features, target = small_book
-    calibrated = calibrate(build_logistic_regression(seed=1), features, target, seed=1)
-
-    base = base_estimator(calibrated)
-
-    assert len(calibrated.calibrated_classifiers_) == 1
-    direct = build_logistic_regression(seed=1).fit(features, target)
-    np.testing.assert_allclose(base.coef_, direct.coef_)
-    probability = calibrated.predict_proba(features)[:, 1]
-    assert np.all((probability >= 0) & (probability <= 1))
-
-
 def test_feature_weights_are_coefficients_or_importances_one_per_feature(
     small_book: tuple[np.ndarray, np.ndarray],
 ) -> None:
@@ -103,17 +91,6 @@ def test_held_out_metrics_orient_the_confusion_matrix_as_tn_fp_fn_tp() -> None:
 def test_threshold_is_inclusive_a_probability_of_exactly_half_is_a_default() -> None:
     metrics = held_out_metrics(np.array([0, 1]), np.array([0.2, 0.5]))
     assert metrics["confusion_matrix"] == [[1, 0], [0, 1]]
-
-
-def test_cross_validation_reports_mean_and_spread_per_score(
-    small_book: tuple[np.ndarray, np.ndarray],
-) -> None:
-    features, target = small_book
-    scores = cross_validation_scores(build_logistic_regression(seed=1), features, target, seed=1)
-    assert scores["folds"] == 5
-    assert 0.9 < scores["roc_auc_mean"] <= 1.0
-    assert scores["f1_std"] >= 0.0
-    assert 0.0 <= scores["brier_mean"] < 0.1
 
 
 def test_reliability_curve_counts_every_loan_once() -> None:
