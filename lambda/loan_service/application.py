@@ -20,6 +20,7 @@ from starlette.middleware import Middleware
 from loan_service.api.routes import ROUTERS
 from loan_service.artifacts import load_artifacts
 from loan_service.errors import install_error_handlers
+from loan_service.fast_lane import PredictionFastLane
 from loan_service.middleware import (
     MAX_BODY_BYTES,
     BodyLimitMiddleware,
@@ -99,11 +100,24 @@ def create_app(
     *,
     source_root: Path = SOURCE_ROOT,
     service: PredictionService | None = None,
+    fast_lane: bool = True,
 ) -> FastAPI:
-    """The FastAPI application (``main.app``); pass ``service`` to reuse an already loaded one."""
+    """The FastAPI application (``main.app``); pass ``service`` to reuse an already loaded one.
+
+    ``fast_lane=False`` leaves every request to the FastAPI routes: the reference the fast lane
+    is tested against (see ``loan_service.fast_lane``).
+    """
     settings = settings or Settings()
     service = service or build_service(settings, source_root)
     manifest = service.bundle.manifest
+    middleware = [
+        Middleware(RequestContextMiddleware),
+        Middleware(ExternalPathMiddleware, base_path=settings.api_base_path),
+        Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),
+        Middleware(JsonContentTypeMiddleware),
+    ]
+    if fast_lane:
+        middleware.append(Middleware(PredictionFastLane, service=service))
     app = FastAPI(
         title=API_TITLE,
         version=manifest.model_version,
@@ -114,12 +128,7 @@ def create_app(
         ),
         redoc_url=None,
         lifespan=_server_lifespan(service),
-        middleware=[
-            Middleware(RequestContextMiddleware),
-            Middleware(ExternalPathMiddleware, base_path=settings.api_base_path),
-            Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),
-            Middleware(JsonContentTypeMiddleware),
-        ],
+        middleware=middleware,
         telemetry=_NO_TELEMETRY,
     )
     app.state.service = service

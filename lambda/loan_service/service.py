@@ -6,8 +6,9 @@ Built once per process by ``create_app``; routes reach it through ``api.deps.Ser
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,16 @@ class RequestContext:
     request_id: str
     started_ns: int
     started_wall_ns: int
+
+    @classmethod
+    def of_scope(cls, scope: Mapping[str, Any]) -> RequestContext:
+        """Read from the ASGI scope; empty values only for an app built without the middleware."""
+        state: dict[str, Any] = scope.get("state") or {}
+        return cls(
+            request_id=state.get("request_id", ""),
+            started_ns=state.get("started_ns", 0),
+            started_wall_ns=state.get("started_wall_ns", 0),
+        )
 
 
 @dataclass(slots=True)

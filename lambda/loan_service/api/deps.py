@@ -10,7 +10,7 @@ hand-off that costs more than the prediction itself.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
@@ -23,13 +23,8 @@ def service_of(request: Request) -> PredictionService:
 
 
 def request_context_of(request: Request) -> RequestContext:
-    """Stamped by ``RequestContextMiddleware``; empty values only for an app built without it."""
-    state: dict[str, Any] = request.scope.get("state") or {}
-    return RequestContext(
-        request_id=state.get("request_id", ""),
-        started_ns=state.get("started_ns", 0),
-        started_wall_ns=state.get("started_wall_ns", 0),
-    )
+    """Stamped by ``RequestContextMiddleware``."""
+    return RequestContext.of_scope(request.scope)
 
 
 async def get_service(request: Request) -> PredictionService:
