@@ -54,6 +54,20 @@ def test_the_forced_candidate_is_the_exported_model(
     assert manifest["model"]["selection_reason"].startswith("only candidate")
 
 
+def test_exported_graph_outputs_probabilities_only_and_keeps_no_node_that_feeds_nothing(
+    single_candidate_folder: tuple[Candidate, Path],
+) -> None:
+    import onnx
+
+    _, folder = single_candidate_folder
+    graph = onnx.load(folder / "model.onnx").graph
+
+    assert [output.name for output in graph.output] == ["probabilities"]
+    consumed = {name for node in graph.node for name in node.input} | {"probabilities"}
+    assert all(set(node.output) & consumed for node in graph.node)
+    assert "ArgMax" not in {node.op_type for node in graph.node}  # skl2onnx's label branch
+
+
 def test_onnx_matches_scikit_learn_on_every_reference_loan(
     single_candidate_folder: tuple[Candidate, Path], reference_book: LoanBook
 ) -> None:
