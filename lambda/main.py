@@ -6,6 +6,14 @@ it up; a bad artifact stops the import with a message naming the file.
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports numpy: its OpenBLAS would start a thread per core at import, ~60 ms of
+# CPU on this 2-core machine (a tenth of the cold start), and threads that compete with the
+# uvicorn workers. Serving multiplies a few 7 x 6 matrices; one BLAS thread is plenty. An
+# explicit setting in the environment wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from pathlib import Path
 
 from loan_service.application import build_service, create_app

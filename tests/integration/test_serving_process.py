@@ -60,6 +60,41 @@ def test_serving_on_onnx_loads_no_sklearn_scipy_pandas_or_mlflow(trained_artifac
     assert report["heavy"] == []
 
 
+THREADS_AFTER_IMPORT = """
+import json, threading
+import main
+status = open("/proc/self/status").read()
+print(json.dumps({"threads": int(status.split("Threads:")[1].split()[0]),
+                  "python_threads": threading.active_count()}))
+"""
+
+
+def test_importing_main_starts_no_blas_thread_pool(trained_artifacts: Path) -> None:
+    """GIVEN a fresh interpreter with no BLAS setting WHEN it imports main (MLflow off) THEN the
+    process runs no thread beyond the main one and ONNX Runtime's: numpy's OpenBLAS would
+    otherwise start one per core, which cost ~60 ms of cold start here."""
+    clean = {k: v for k, v in os.environ.items() if "NUM_THREADS" not in k}
+    env = {"PATH": clean.get("PATH", "")}
+    result = subprocess.run(
+        [sys.executable, "-c", THREADS_AFTER_IMPORT],
+        cwd=REPO_ROOT,
+        env={
+            **env,
+            "PYTHONPATH": os.pathsep.join([str(LAMBDA_ROOT), str(REPO_ROOT)]),
+            "ARTIFACT_DIR": str(trained_artifacts),
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = last_json_line(result.stdout)
+    assert report["python_threads"] == 1
+    assert report["threads"] <= 2, report
+
+
 def test_the_sklearn_fallback_really_uses_sklearn(trained_artifacts: Path) -> None:
     """The same probe can see heavy modules: the hygiene test above is not vacuous."""
     result = run_python(SERVE_ONE_PREDICTION, trained_artifacts, MODEL_RUNTIME="sklearn")
