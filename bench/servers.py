@@ -2,9 +2,9 @@
 
 One place knows the exact command lines, so the benchmark, the load test and the fault tests run
 the service the way it is deployed and documented (issue 3: uvicorn with httptools and uvloop, two
-workers; ECS: one uvicorn process) and the reference design the way the original system ran
-(gunicorn, 2 workers x 2 threads). Servers get their own process group, so stopping one never
-touches anything else on the machine.
+workers; ECS: one ``python3 -m http_server`` process, uvicorn inside) and the reference design
+the way the original system ran (gunicorn, 2 workers x 2 threads). Servers get their own process
+group, so stopping one never touches anything else on the machine.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
+
+from bench.image import ECS_COMMAND, ECS_ENTRYPOINT
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 LAMBDA_ROOT: Final = REPO_ROOT / "lambda"
@@ -68,6 +70,17 @@ def uvicorn_command(
         command += ["--workers", str(workers)]
     if not access_log:
         command.append("--no-access-log")
+    return command
+
+
+def ecs_command(port: int, workers: int = 1) -> list[str]:
+    """The ECS task's entry point and command (``python3 -m http_server``, from bench.image) run by
+    this interpreter on 127.0.0.1:``port``, not 0.0.0.0:8080; ``workers`` > 1 adds ``--workers``."""
+    command = [sys.executable, *ECS_ENTRYPOINT[1:], *ECS_COMMAND]
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    if workers > 1:
+        command += ["--workers", str(workers)]
     return command
 
 

@@ -27,6 +27,17 @@ ENV_POWERTOOLS_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
 # Set by the platforms themselves; read only to pick log format and metrics flushing.
 ENV_AWS_LAMBDA_FUNCTION_NAME: Final = "AWS_LAMBDA_FUNCTION_NAME"
 ENV_ECS_CONTAINER_METADATA_URI: Final = "ECS_CONTAINER_METADATA_URI_V4"
+# The HTTP server (``python3 -m http_server``, the ECS entry), read by lambda/http_server.py, not by
+# ``Settings``. The names are the ones uvicorn's own CLI reads, so an override set for
+# ``python -m uvicorn`` means the same under the runner. Command-line options win over them.
+ENV_SERVER_HOST: Final = "UVICORN_HOST"
+ENV_SERVER_PORT: Final = "UVICORN_PORT"
+ENV_SERVER_WORKERS: Final = "WEB_CONCURRENCY"
+ENV_SERVER_LOG_LEVEL: Final = "UVICORN_LOG_LEVEL"
+DEFAULT_SERVER_HOST: Final = "127.0.0.1"
+DEFAULT_SERVER_PORT: Final = 8000
+DEFAULT_SERVER_WORKERS: Final = 1
+DEFAULT_SERVER_LOG_LEVEL: Final = "info"
 
 ARTIFACT_DIR_NAME: Final = "artifacts"
 

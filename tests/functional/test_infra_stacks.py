@@ -22,6 +22,7 @@ from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 import infra_cdk.nag as nag_module
+from bench.image import ECS_COMMAND, ECS_ENTRYPOINT
 from infra_cdk.app import build_app, cdk_json_context
 from infra_cdk.image import MissingArtifactsError
 from infra_cdk.nag import recorded_acknowledgements
@@ -604,7 +605,7 @@ def test_fargate_service_rolls_back_failed_deployments_behind_the_alb(
     )
 
 
-def test_task_runs_uvicorn_on_8080_as_non_root_on_a_read_only_root(
+def test_task_runs_the_http_server_runner_on_8080_as_non_root_on_a_read_only_root(
     default_app: Synthesized,
 ) -> None:
     task = only_resource(default_app.fargate_json, "AWS::ECS::TaskDefinition")["Properties"]
@@ -617,8 +618,10 @@ def test_task_runs_uvicorn_on_8080_as_non_root_on_a_read_only_root(
         "CpuArchitecture": "X86_64",
         "OperatingSystemFamily": "LINUX",
     }
-    assert container["EntryPoint"] == ["python3", "-m", "uvicorn"]
-    assert container["Command"] == ["main:app", "--host", "0.0.0.0", "--port", "8080"]
+    assert container["EntryPoint"] == ["python3", "-m", "http_server"]
+    assert container["Command"] == ["--host", "0.0.0.0", "--port", "8080"]
+    # The emulated image (make lambda-check) and the fault tests start the task this same way.
+    assert (container["EntryPoint"], container["Command"]) == (ECS_ENTRYPOINT, ECS_COMMAND)
     assert container["User"] == "1000"
     assert container["WorkingDirectory"] == "/var/task"
     assert container["ReadonlyRootFilesystem"] is True

@@ -5,12 +5,13 @@ manifest edited so it disagrees with the files (a checksum, the feature list, a 
 a manifest cut short, and a corrupted model whose checksum was "fixed" in the manifest so that only
 loading it can tell. Two entry points start the service, as production does:
 
-* ``import main``, which is what the Lambda runtime does for ``main.handler`` at init;
-* ``python -m uvicorn main:app``, the ECS command.
-
-Either must exit non-zero, and the refusal (the last line on stderr) must be one clean sentence:
-the exception type, then a message that names the offending file and carries no traceback
-fragments.
+* ``import main``, which is what the Lambda runtime does for ``main.handler`` at init: it must exit
+  non-zero, and the refusal (the last line on stderr, which the Lambda runtime reports as the init
+  error) must be one clean sentence: the exception type, then a message that names the offending
+  file and carries no traceback fragments;
+* the ECS task's entry point and command (``python3 -m http_server``, lambda/http_server.py): it
+  must exit with its documented status 3 and print exactly one line, ``refusing to start: `` and
+  the same message, with no traceback at all, with one process and with two workers.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from typing import Final
 
 import pytest
 
-from bench.servers import LAMBDA_ROOT, REPO_ROOT, free_port, uvicorn_command
+from bench.servers import LAMBDA_ROOT, REPO_ROOT, ecs_command, free_port
+from http_server import EXIT_NOT_STARTED
+from http_server import REFUSAL_PREFIX as ECS_REFUSAL_PREFIX
 from loan_service.artifacts import sha256_of
 
 REFUSAL_PREFIX: Final = "loan_service.artifacts.ArtifactError: "
@@ -117,7 +120,7 @@ FAULTS: Final = [
     ("manifest-truncated", truncate_manifest, "manifest.json", "not readable JSON"),
     ("onnx-corrupted-and-resealed", corrupt_onnx_and_reseal, "model.onnx", "could not be loaded"),
 ]
-UVICORN_FAULTS: Final = {"corrupted-onnx", "missing-stats", "onnx-corrupted-and-resealed"}
+ECS_FAULTS: Final = {"corrupted-onnx", "missing-stats", "onnx-corrupted-and-resealed"}
 
 
 def _environment(folder: Path) -> dict[str, str]:
@@ -137,9 +140,9 @@ def start_like_lambda(folder: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def start_like_ecs(folder: Path) -> subprocess.CompletedProcess[str]:
+def start_like_ecs(folder: Path, workers: int = 1) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        uvicorn_command(free_port(), workers=1, log_level="info"),
+        ecs_command(free_port(), workers=workers),
         cwd=LAMBDA_ROOT,
         env=_environment(folder),
         capture_output=True,
@@ -198,13 +201,41 @@ def test_lambda_init_refuses_a_bad_artifact_naming_the_file(
     [
         pytest.param(apply, name, words, id=fault)
         for fault, apply, name, words in FAULTS
-        if fault in UVICORN_FAULTS
+        if fault in ECS_FAULTS
     ],
 )
-def test_the_ecs_command_refuses_a_bad_artifact_naming_the_file(
+def test_the_ecs_entry_refuses_a_bad_artifact_with_one_line_and_status_3(
     bad_folder: Path, fault: Callable[[Path], None], file_name: str, words: str
 ) -> None:
+    # GIVEN a damaged copy of a trained folder
     fault(bad_folder)
+
+    # WHEN the ECS task's command starts on it
     result = start_like_ecs(bad_folder)
-    assert_clean_refusal(result, file_name, words)
+
+    # THEN the documented status, and stderr is the refusal line and nothing else
+    assert result.returncode == EXIT_NOT_STARTED == 3, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    (refusal,) = result.stderr.splitlines()
+    assert refusal.startswith(ECS_REFUSAL_PREFIX), refusal
+    message = refusal[len(ECS_REFUSAL_PREFIX) :]
+    assert file_name in message, message
+    assert words in message, message
+
+
+def test_the_ecs_entry_with_two_workers_refuses_once_per_worker_and_stops(
+    bad_folder: Path,
+) -> None:
+    """Each worker imports ``main`` and refuses; uvicorn's supervisor must stop, not restart them
+    forever, and the process must end with the same status as a single process."""
+    corrupt_onnx(bad_folder)
+
+    result = start_like_ecs(bad_folder, workers=2)
+
+    assert result.returncode == EXIT_NOT_STARTED, result.stderr
+    assert "Traceback" not in result.stderr
+    refusals = [line for line in result.stderr.splitlines() if line.startswith(ECS_REFUSAL_PREFIX)]
+    assert 1 <= len(refusals) <= 2, result.stderr
+    assert all("model.onnx" in line and "sha256" in line for line in refusals), refusals
     assert "Application startup complete" not in result.stderr

@@ -53,6 +53,7 @@ def test_task_root_has_the_contract_layout_and_nothing_the_image_does_not_need(
 ) -> None:
     task_root = image.task_root
     assert (task_root / "main.py").is_file()
+    assert (task_root / "http_server.py").is_file()
     assert (task_root / "loan_service" / "__init__.py").is_file()
     for name in ("manifest.json", "model.onnx", "stats.json", "best_model.pkl"):
         assert (task_root / "artifacts" / name).is_file(), name
@@ -176,7 +177,7 @@ def test_task_root_fits_the_250_mb_budget(image: EmulatedImage) -> None:
     assert size <= TASK_ROOT_BUDGET_BYTES, f"task root is {size / 1e6:.1f} MB"
 
 
-# --- The same image on ECS Fargate: entrypoint python3 -m uvicorn, command main:app on 8080 ---
+# --- The same image on ECS Fargate: entrypoint python3 -m http_server, --host/--port 8080 ---
 
 
 def _free_port() -> int:
@@ -186,9 +187,15 @@ def _free_port() -> int:
         return port
 
 
+@dataclasses.dataclass(frozen=True)
+class EcsTask:
+    base_url: str
+    process: subprocess.Popen[bytes]
+
+
 @pytest.fixture
-def ecs_server(image: EmulatedImage) -> Iterator[str]:
-    """uvicorn started as the ECS task definition starts it: in the task root, no PYTHONPATH."""
+def ecs_server(image: EmulatedImage) -> Iterator[EcsTask]:
+    """The server started as the ECS task definition starts it: in the task root, no PYTHONPATH."""
     port = _free_port()
     command = [*ECS_COMMAND[:-1], str(port)]
     command[command.index("0.0.0.0")] = "127.0.0.1"
@@ -206,15 +213,16 @@ def ecs_server(image: EmulatedImage) -> Iterator[str]:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"uvicorn exited {process.returncode}:\n{output}")
+                pytest.fail(f"the ECS entry exited {process.returncode}:\n{output}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                     break
             except OSError:
                 time.sleep(0.1)
-        yield base_url
+        yield EcsTask(base_url, process)
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         process.wait(timeout=10)
 
 
@@ -227,14 +235,18 @@ def _http(method: str, url: str, payload: dict[str, Any] | None = None) -> tuple
         return response.status, json.loads(response.read())
 
 
-def test_the_same_image_serves_http_on_ecs_through_uvicorn(ecs_server: str) -> None:
-    status, health = _http("GET", f"{ecs_server}/health")
+def test_the_same_image_serves_http_on_ecs_and_exits_0_on_sigterm(ecs_server: EcsTask) -> None:
+    status, health = _http("GET", f"{ecs_server.base_url}/health")
     assert (status, health["status"]) == (200, "ok")
 
     applicant = json.loads(load_event("apigw-http-v2-predict.json")["body"])
-    status, prediction = _http("POST", f"{ecs_server}/predict", applicant)
+    status, prediction = _http("POST", f"{ecs_server.base_url}/predict", applicant)
     assert status == 200
     assert 0.0 <= prediction["probability"] <= 1.0
+
+    # ECS stops a task with SIGTERM and records the exit code: a clean stop is 0, not 143.
+    ecs_server.process.terminate()
+    assert ecs_server.process.wait(timeout=30) == 0
 
 
 # --- The fallback image: --build-arg INSTALL_SKLEARN=1, MODEL_RUNTIME=sklearn ---

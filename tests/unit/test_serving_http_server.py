@@ -1,0 +1,89 @@
+"""The ECS entry's options (lambda/http_server.py): command line over environment over defaults.
+
+The signal and refusal behaviour needs real processes; it is tested in
+tests/integration/test_faults_sigterm.py and tests/integration/test_faults_artifacts.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from http_server import APP_FACTORY, load_app, parse_options, server_config
+from loan_service.settings import (
+    ENV_SERVER_HOST,
+    ENV_SERVER_LOG_LEVEL,
+    ENV_SERVER_PORT,
+    ENV_SERVER_WORKERS,
+)
+
+
+def test_without_options_or_environment_it_serves_like_uvicorn_on_one_process() -> None:
+    options = parse_options([], environ={})
+    assert (options.host, options.port, options.workers, options.log_level) == (
+        "127.0.0.1",
+        8000,
+        1,
+        "info",
+    )
+    assert options.access_log is True
+
+
+def test_the_environment_names_are_the_ones_uvicorns_own_cli_reads() -> None:
+    assert (ENV_SERVER_HOST, ENV_SERVER_PORT, ENV_SERVER_WORKERS, ENV_SERVER_LOG_LEVEL) == (
+        "UVICORN_HOST",
+        "UVICORN_PORT",
+        "WEB_CONCURRENCY",
+        "UVICORN_LOG_LEVEL",
+    )
+
+
+def test_environment_values_are_used_and_command_line_options_win_over_them() -> None:
+    environ = {
+        ENV_SERVER_HOST: "0.0.0.0",
+        ENV_SERVER_PORT: "9001",
+        ENV_SERVER_WORKERS: "3",
+        ENV_SERVER_LOG_LEVEL: "WARNING",
+    }
+    from_environment = parse_options([], environ=environ)
+    assert (from_environment.host, from_environment.port) == ("0.0.0.0", 9001)
+    assert (from_environment.workers, from_environment.log_level) == (3, "warning")
+
+    overridden = parse_options(
+        ["--port", "8080", "--workers", "1", "--log-level", "error", "--no-access-log"],
+        environ=environ,
+    )
+    assert (overridden.host, overridden.port, overridden.workers) == ("0.0.0.0", 8080, 1)
+    assert (overridden.log_level, overridden.access_log) == ("error", False)
+
+
+@pytest.mark.parametrize(
+    ("environ", "argv", "named"),
+    [
+        ({ENV_SERVER_PORT: "http"}, [], ENV_SERVER_PORT),
+        ({ENV_SERVER_PORT: "70000"}, [], ENV_SERVER_PORT),
+        ({ENV_SERVER_WORKERS: "0"}, [], ENV_SERVER_WORKERS),
+        ({ENV_SERVER_LOG_LEVEL: "loud"}, [], ENV_SERVER_LOG_LEVEL),
+        ({}, ["--workers", "two"], ENV_SERVER_WORKERS),
+    ],
+)
+def test_a_bad_value_stops_with_usage_status_2_naming_option_and_variable(
+    environ: dict[str, str],
+    argv: list[str],
+    named: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_options(argv, environ=environ)
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"${named}" in error, error
+
+
+def test_uvicorn_loads_the_app_through_the_refusing_factory_and_no_websocket_stack() -> None:
+    config = server_config(parse_options(["--workers", "2"], environ={}))
+    assert (config.app, config.factory, config.workers) == (APP_FACTORY, True, 2)
+    module, _, attribute = APP_FACTORY.partition(":")
+    assert (module, attribute) == ("http_server", load_app.__name__)
+    assert config.ws == "none"
+    # uvicorn's "auto" picks httptools and uvloop where they are installed (the image has both).
+    assert (config.http, config.loop) == ("auto", "auto")
