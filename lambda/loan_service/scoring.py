@@ -129,7 +129,32 @@ class LoanAssessor:
         return self.model.runtime
 
     def assess_matrix(self, raw: np.ndarray, request_id: str) -> list[PredictionItem]:
-        """One model call for all rows (n x 7 including the counterfactuals).
+        """One request's rows: one model call (n x 7 rows including the counterfactuals)."""
+        return self.answers(raw, self.model.blocks(raw), request_id)
+
+    def assess_together(
+        self, raws: Sequence[np.ndarray], request_ids: Sequence[str]
+    ) -> list[list[PredictionItem]]:
+        """Several requests' rows in ONE model call, each request answered as if it came alone.
+
+        The model scores every row on its own, so sharing a call changes no answer (the property
+        tests require a batch to equal the same loans sent one by one, exactly).
+        """
+        if len(raws) == 1:
+            return [self.assess_matrix(raws[0], request_ids[0])]
+        blocks = self.model.blocks(np.concatenate(raws))
+        answers = []
+        start = 0
+        for raw, request_id in zip(raws, request_ids, strict=True):
+            end = start + raw.shape[0]
+            answers.append(self.answers(raw, blocks[start:end], request_id))
+            start = end
+        return answers
+
+    def answers(
+        self, raw: np.ndarray, blocks: Sequence[list[list[float]]], request_id: str
+    ) -> list[PredictionItem]:
+        """The public answers for ``raw`` from its model outputs (``DefaultRiskModel.blocks``).
 
         Answers are plain dicts in the ``PredictionPublic`` shape: FastAPI validates and
         serializes them through the response model in pydantic-core, once. Building model
@@ -143,7 +168,7 @@ class LoanAssessor:
         typical = self._typical
         writers = self._writers
         columns = self._columns
-        for values, block in zip(raw.tolist(), self.model.blocks(raw), strict=True):
+        for values, block in zip(raw.tolist(), blocks, strict=True):
             probability, impacts = explain_block(block)
             reasons = []
             for column in sorted(columns, key=impacts.__getitem__, reverse=True)[:MAX_REASONS]:

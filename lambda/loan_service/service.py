@@ -43,6 +43,15 @@ class RequestContext:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PredictionRequest:
+    """One request's loans, where it came in, and its context."""
+
+    loans: Sequence[LoanApplication]
+    endpoint: str
+    context: RequestContext
+
+
 @dataclass(slots=True)
 class PredictionService:
     bundle: ArtifactBundle
@@ -81,10 +90,18 @@ class PredictionService:
         self, loans: Sequence[LoanApplication], endpoint: str, context: RequestContext
     ) -> list[PredictionItem]:
         """Score, then record (counters + one enqueue); never waits on anything but the model."""
-        raw = loans_to_matrix(loans)
-        answers = self.assessor.assess_matrix(raw, context.request_id)
-        latency_ns = time.perf_counter_ns() - context.started_ns
-        self._record(endpoint, raw, answers, context, latency_ns)
+        return self.predict_together([PredictionRequest(loans, endpoint, context)])[0]
+
+    def predict_together(self, requests: Sequence[PredictionRequest]) -> list[list[PredictionItem]]:
+        """Several requests in one model call; each is answered and recorded as if alone."""
+        raws = [loans_to_matrix(request.loans) for request in requests]
+        answers = self.assessor.assess_together(
+            raws, [request.context.request_id for request in requests]
+        )
+        finished_ns = time.perf_counter_ns()
+        for request, raw, items in zip(requests, raws, answers, strict=True):
+            latency_ns = finished_ns - request.context.started_ns
+            self._record(request.endpoint, raw, items, request.context, latency_ns)
         return answers
 
     def _record(

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from starlette.types import Message, Receive, Scope, Send
 
 from loan_service.application import create_app
-from loan_service.fast_lane import PredictionFastLane
-from loan_service.schemas import FEATURES, MAX_BATCH_LOANS
-from loan_service.service import PredictionService
+from loan_service.fast_lane import PredictionFastLane, SharedModelCallError
+from loan_service.schemas import FEATURES, MAX_BATCH_LOANS, LoanApplication
+from loan_service.service import PredictionRequest, PredictionService, RequestContext
 from tests.serving_fixtures import (
     RISKY_LOAN,
     SAFE_LOAN,
@@ -304,3 +304,141 @@ def test_a_client_that_leaves_mid_body_gets_no_answer(
 
     assert sent == []
     assert inner.bodies == []
+
+
+# ---- Requests ready in the same loop turn share one model call ---------------------------------
+
+
+class CountingBlocks:
+    """Wraps ``DefaultRiskModel.blocks``: counts calls and the rows each call scored."""
+
+    def __init__(self, blocks: Any) -> None:
+        self.blocks = blocks
+        self.rows_per_call: list[int] = []
+
+    def __call__(self, raw: Any) -> Any:
+        self.rows_per_call.append(int(raw.shape[0]))
+        return self.blocks(raw)
+
+
+def loan_variants(count: int) -> list[dict[str, Any]]:
+    return [
+        {**base, "income": base["income"] + 1000.0 * index}
+        for index, base in enumerate(([RISKY_LOAN, SAFE_LOAN, TYPICAL_LOAN] * count)[:count])
+    ]
+
+
+def test_requests_arriving_together_share_one_model_call_and_get_their_own_answers(
+    apps: tuple[FastAPI, FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GIVEN six /predict requests started in the same event-loop turn WHEN they are answered
+    THEN the model was called once for all six, and each answer is what the routes give that
+    loan alone, with its own request id."""
+    with_fast_lane, routes_only, service = apps
+    loans = loan_variants(6)
+    bodies = [json.dumps(loan).encode() for loan in loans]
+    expected = [
+        call(routes_only, scope_with_id(body, index), [body]) for index, body in enumerate(bodies)
+    ]
+    counting = CountingBlocks(service.assessor.model.blocks)
+    monkeypatch.setattr(service.assessor.model, "blocks", counting)
+
+    async def all_at_once() -> list[tuple[int, list[tuple[bytes, bytes]], bytes]]:
+        return await asyncio.gather(
+            *(
+                call_async(with_fast_lane, scope_with_id(body, index), body)
+                for index, body in enumerate(bodies)
+            )
+        )
+
+    answers = asyncio.run(all_at_once())
+
+    assert counting.rows_per_call == [6]
+    assert answers == expected
+
+
+def test_each_request_of_a_shared_call_is_counted_and_logged_as_itself(
+    apps: tuple[FastAPI, FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, service = apps
+    recorded: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(service.prediction_log, "record", recorded.append)
+    before = service.observability.counters.total_predictions
+    lane = PredictionFastLane(RecordingApp(), service)
+    bodies = [json.dumps(loan).encode() for loan in loan_variants(3)]
+
+    async def all_at_once() -> list[Any]:
+        return await asyncio.gather(
+            *(
+                call_async(lane, scope_with_id(body, index), body)
+                for index, body in enumerate(bodies)
+            )
+        )
+
+    asyncio.run(all_at_once())
+
+    assert service.observability.counters.total_predictions == before + 3
+    assert sorted(record[2] for record in recorded) == ["shared-0", "shared-1", "shared-2"]
+    assert {record[3] for record in recorded} == {"/predict"}
+    assert all(record[4].shape == (1, len(FEATURES)) for record in recorded)
+
+
+def test_a_failed_shared_call_fails_every_request_in_it_with_the_cause_chained(
+    apps: tuple[FastAPI, FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, service = apps
+    lane = PredictionFastLane(RecordingApp(), service)
+    cause = FloatingPointError("the model returned a probability outside [0, 1]")
+
+    def explode(_raw: Any) -> Any:
+        raise cause
+
+    monkeypatch.setattr(service.assessor.model, "blocks", explode)
+    requests = [
+        PredictionRequest((LoanApplication.model_validate(loan),), "/predict", context(index))
+        for index, loan in enumerate(loan_variants(3))
+    ]
+
+    async def all_at_once() -> list[Any]:
+        return await asyncio.gather(
+            *(lane.coalescer.predict(request) for request in requests), return_exceptions=True
+        )
+
+    outcomes = asyncio.run(all_at_once())
+
+    assert [type(outcome) for outcome in outcomes] == [SharedModelCallError] * 3
+    assert all(outcome.__cause__ is cause for outcome in outcomes)
+    assert len({id(outcome) for outcome in outcomes}) == 3
+
+
+def scope_with_id(body: bytes, index: int) -> Scope:
+    scope = http_scope("/predict", body)
+    scope["headers"] = [
+        (name, f"shared-{index}".encode() if name == b"x-request-id" else value)
+        for name, value in scope["headers"]
+    ]
+    # What RequestContextMiddleware stamps, for calls that bypass it.
+    scope["state"] = {"request_id": f"shared-{index}", "started_ns": 0, "started_wall_ns": 0}
+    return scope
+
+
+def context(index: int) -> RequestContext:
+    return RequestContext(request_id=f"shared-{index}", started_ns=0, started_wall_ns=0)
+
+
+async def call_async(
+    app: Any, scope: Scope, body: bytes
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    messages: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(message for message in sent if message["type"] == "http.response.start")
+    answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], list(start["headers"]), answer
