@@ -95,6 +95,10 @@ def convert_to_onnx(model: Any, metadata: dict[str, str] | None = None) -> Any:
     )
     del graph.node[:]
     graph.node.extend(_nodes_feeding(nodes, ONNX_PROBABILITIES))
+    consumed = {name for node in graph.node for name in node.input}
+    unused = [tensor for tensor in graph.initializer if tensor.name not in consumed]
+    for tensor in unused:  # constants only the dropped label branch read
+        graph.initializer.remove(tensor)
 
     del graph.input[:]
     graph.input.append(

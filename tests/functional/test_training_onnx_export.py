@@ -66,6 +66,7 @@ def test_exported_graph_outputs_probabilities_only_and_keeps_no_node_that_feeds_
     consumed = {name for node in graph.node for name in node.input} | {"probabilities"}
     assert all(set(node.output) & consumed for node in graph.node)
     assert "ArgMax" not in {node.op_type for node in graph.node}  # skl2onnx's label branch
+    assert {tensor.name for tensor in graph.initializer} <= consumed
 
 
 def test_onnx_matches_scikit_learn_on_every_reference_loan(
