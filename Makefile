@@ -150,13 +150,14 @@ lambda-invoke: ## run the image under the Runtime Interface Emulator on :9000, P
 
 # ---- Serving (issue 3): uvicorn with the standard extras (httptools + uvloop) --------------------
 # Plain uvicorn (h11 + asyncio) answered small POSTs ~40 ms late here; httptools + uvloop do not.
-# No access log: a log line per request would cost more than the prediction. `serve` and `run`
-# train first when the artifact folder is missing (the $(ARTIFACTS)/manifest.json file target).
+# Started through lambda/http_server.py, the ECS task's entry: uvicorn with httptools + uvloop,
+# a one-line refusal for a bad artifact folder, exit 0 after Ctrl-C. No access log: a log line per
+# request would cost more than the prediction. `serve` and `run` train first when the artifact
+# folder is missing (the $(ARTIFACTS)/manifest.json file target).
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SERVE_ENV = ARTIFACT_DIR=$(abspath $(ARTIFACTS))
-UVICORN = $(PY) -m uvicorn main:app --app-dir lambda --http httptools --loop uvloop \
-	--no-access-log --host $(HOST) --port $(PORT)
+UVICORN = PYTHONPATH=lambda $(PY) -m http_server --no-access-log --host $(HOST) --port $(PORT)
 .PHONY: serve run
 
 serve: install $(ARTIFACTS)/manifest.json ## serve the page and API at http://127.0.0.1:8000 (uvicorn, httptools + uvloop)

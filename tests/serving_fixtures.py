@@ -224,7 +224,8 @@ UVICORN_ARGS = ("--app-dir", str(LAMBDA_ROOT), "--http", "httptools", "--loop", 
 def start_uvicorn(
     artifact_dir: Path, port: int, env: dict[str, str] | None = None, workers: int = 1
 ) -> subprocess.Popen[str]:
-    """``python -m uvicorn main:app`` as ``make serve`` runs it, on ``port``."""
+    """``python -m uvicorn main:app`` with httptools + uvloop (the server ``make serve`` starts
+    through ``http_server``), on ``port``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
     command = [
         sys.executable,
