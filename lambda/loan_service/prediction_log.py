@@ -158,9 +158,11 @@ def _read_token_from_secrets_manager(secret_arn: str) -> str:
 
 def configure_mlflow_client_environment() -> None:
     """Before mlflow is imported: no client retries (by default it retries a dead server for
-    minutes) and a short timeout (kept if already set)."""
+    minutes), a short timeout (kept if already set), and no MLflow usage telemetry unless the
+    deployment opts in: a service scoring customers' loans calls nobody but its tracking server."""
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(MLFLOW_HTTP_TIMEOUT_SECONDS))
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def _random_id(n_bytes: int) -> int:
