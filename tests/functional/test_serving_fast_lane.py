@@ -70,22 +70,7 @@ def call(
     app: Any, scope: Scope, chunks: list[bytes]
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Run one request through ``app`` (its whole middleware stack); the body in ``chunks``."""
-    messages: list[Message] = [
-        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
-        for index, chunk in enumerate(chunks)
-    ]
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    start = next(message for message in sent if message["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], list(start["headers"]), body
+    return asyncio.run(call_async(app, scope, chunks))
 
 
 def both(
@@ -346,7 +331,7 @@ def test_requests_arriving_together_share_one_model_call_and_get_their_own_answe
     async def all_at_once() -> list[tuple[int, list[tuple[bytes, bytes]], bytes]]:
         return await asyncio.gather(
             *(
-                call_async(with_fast_lane, scope_with_id(body, index), body)
+                call_async(with_fast_lane, scope_with_id(body, index), [body])
                 for index, body in enumerate(bodies)
             )
         )
@@ -370,7 +355,7 @@ def test_each_request_of_a_shared_call_is_counted_and_logged_as_itself(
     async def all_at_once() -> list[Any]:
         return await asyncio.gather(
             *(
-                call_async(lane, scope_with_id(body, index), body)
+                call_async(lane, scope_with_id(body, index), [body])
                 for index, body in enumerate(bodies)
             )
         )
@@ -427,9 +412,13 @@ def context(index: int) -> RequestContext:
 
 
 async def call_async(
-    app: Any, scope: Scope, body: bytes
+    app: Any, scope: Scope, chunks: list[bytes]
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    messages: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+    """(status, headers, body) of one request; the body arrives in ``chunks``."""
+    messages: list[Message] = [
+        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
+        for index, chunk in enumerate(chunks)
+    ]
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -440,5 +429,5 @@ async def call_async(
 
     await app(scope, receive, send)
     start = next(message for message in sent if message["type"] == "http.response.start")
-    answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], list(start["headers"]), answer
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], list(start["headers"]), body

@@ -25,7 +25,11 @@ print(json.dumps({{"status": response["statusCode"], "answer": response_json(res
 
 
 def run_python(code: str, artifact_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MLFLOW_", "AWS_")) and not key.endswith("_NUM_THREADS")
+    }
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO_ROOT,
@@ -73,22 +77,7 @@ def test_importing_main_starts_no_blas_thread_pool(trained_artifacts: Path) -> N
     """GIVEN a fresh interpreter with no BLAS setting WHEN it imports main (MLflow off) THEN the
     process runs no thread beyond the main one and ONNX Runtime's: numpy's OpenBLAS would
     otherwise start one per core, which cost ~60 ms of cold start here."""
-    clean = {k: v for k, v in os.environ.items() if "NUM_THREADS" not in k}
-    env = {"PATH": clean.get("PATH", "")}
-    result = subprocess.run(
-        [sys.executable, "-c", THREADS_AFTER_IMPORT],
-        cwd=REPO_ROOT,
-        env={
-            **env,
-            "PYTHONPATH": os.pathsep.join([str(LAMBDA_ROOT), str(REPO_ROOT)]),
-            "ARTIFACT_DIR": str(trained_artifacts),
-            "POWERTOOLS_METRICS_DISABLED": "true",
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_python(THREADS_AFTER_IMPORT, trained_artifacts)
     assert result.returncode == 0, result.stderr
     report = last_json_line(result.stdout)
     assert report["python_threads"] == 1
