@@ -17,8 +17,9 @@ Why not ``python3 -m uvicorn main:app``, which serves the same app the same way:
   installed before uvicorn starts; uvicorn hands the re-raised signal to it, and the process exits
   0 however it was started. (The same handler makes a signal that lands while ``main`` is still
   being imported stop the server before it serves.)
-* A bad artifact folder. ``import main`` raises ``ArtifactError`` naming the file; uvicorn would
-  print the whole traceback. Here it is one line on stderr, ``refusing to start: <message>``.
+* A bad artifact folder or setting. ``import main`` raises ``ArtifactError`` naming the file, or
+  pydantic's ``ValidationError`` naming the environment variable (``RECOVERY_RATE=2``); uvicorn
+  would print the whole traceback. Here it is one line on stderr, ``refusing to start: <message>``.
 
 Exit status: 0 after SIGTERM or SIGINT (graceful drain); ``EXIT_NOT_STARTED`` (3, uvicorn's own
 startup-failure status) when the service never served: the artifact folder was refused, the port
@@ -39,7 +40,7 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import uvicorn
 from uvicorn.config import LOG_LEVELS, STARTUP_FAILURE
@@ -58,6 +59,7 @@ from loan_service.settings import (
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from pydantic import ValidationError
 
 # uvicorn imports the app through this factory, in this process or in each worker process.
 APP_FACTORY: Final = "http_server:load_app"
@@ -67,16 +69,36 @@ STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
 
 def load_app() -> FastAPI:
-    """``main.app``; an unusable artifact folder ends the process with one line, not a traceback."""
+    """``main.app``; an unusable artifact folder or an invalid setting from the environment ends
+    the process with one line, not a traceback."""
+    from pydantic import ValidationError
+
     from loan_service.artifacts import ArtifactError
+    from loan_service.settings import Settings
 
     try:
         from main import app
     except ArtifactError as error:
-        print(f"{REFUSAL_PREFIX}{error}", file=sys.stderr, flush=True)
-        # uvicorn's supervisor recognises this status and stops instead of restarting the worker.
-        raise SystemExit(EXIT_NOT_STARTED) from None
+        refuse(str(error))
+    except ValidationError as error:
+        if error.title != Settings.__name__:
+            raise  # not a setting: a bug, and its traceback is what helps
+        refuse(f"invalid setting: {settings_problems(error)}")
     return app
+
+
+def settings_problems(error: ValidationError) -> str:
+    """``RECOVERY_RATE: Input should be less than or equal to 1`` for each bad variable."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+        for problem in error.errors(include_url=False)
+    )
+
+
+def refuse(message: str) -> NoReturn:
+    print(f"{REFUSAL_PREFIX}{message}", file=sys.stderr, flush=True)
+    # uvicorn's supervisor recognises this status and stops instead of restarting the worker.
+    raise SystemExit(EXIT_NOT_STARTED) from None
 
 
 def _whole_number(value: str) -> int | None:

@@ -239,3 +239,28 @@ def test_the_ecs_entry_with_two_workers_refuses_once_per_worker_and_stops(
     assert 1 <= len(refusals) <= 2, result.stderr
     assert all("model.onnx" in line and "sha256" in line for line in refusals), refusals
     assert "Application startup complete" not in result.stderr
+
+
+def test_the_ecs_entry_refuses_an_invalid_setting_with_one_line_naming_the_variable(
+    trained_artifacts: Path,
+) -> None:
+    # GIVEN a good artifact folder but a recovery rate above 100 %
+    environment = {**_environment(trained_artifacts), "RECOVERY_RATE": "2"}
+
+    # WHEN the ECS task's command starts
+    result = subprocess.run(
+        ecs_command(free_port()),
+        cwd=LAMBDA_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+    # THEN status 3 and one line naming the variable and the reason, no traceback
+    assert result.returncode == EXIT_NOT_STARTED, result.stderr
+    assert result.stderr.splitlines() == [
+        f"{ECS_REFUSAL_PREFIX}invalid setting: RECOVERY_RATE: "
+        "Input should be less than or equal to 1"
+    ]

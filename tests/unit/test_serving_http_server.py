@@ -7,13 +7,15 @@ tests/integration/test_faults_sigterm.py and tests/integration/test_faults_artif
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from http_server import APP_FACTORY, load_app, parse_options, server_config
+from http_server import APP_FACTORY, load_app, parse_options, server_config, settings_problems
 from loan_service.settings import (
     ENV_SERVER_HOST,
     ENV_SERVER_LOG_LEVEL,
     ENV_SERVER_PORT,
     ENV_SERVER_WORKERS,
+    Settings,
 )
 
 
@@ -87,3 +89,15 @@ def test_uvicorn_loads_the_app_through_the_refusing_factory_and_no_websocket_sta
     assert config.ws == "none"
     # uvicorn's "auto" picks httptools and uvloop where they are installed (the image has both).
     assert (config.http, config.loop) == ("auto", "auto")
+
+
+def test_each_invalid_setting_is_named_by_its_environment_variable_with_the_reason() -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(RECOVERY_RATE="2", MODEL_RUNTIME="tf")
+
+    problems = settings_problems(raised.value)
+
+    assert problems == (
+        "MODEL_RUNTIME: Input should be 'onnx' or 'sklearn'; "
+        "RECOVERY_RATE: Input should be less than or equal to 1"
+    )
