@@ -913,16 +913,13 @@ def isolated_python(image: EmulatedImage) -> list[str]:
     return [str(image.python.executable), "-S", "-s", "-P"]
 
 
-# Runs inside the emulated task root: import the handler, answer each event, report what loaded.
-_HANDLER_DRIVER = r"""
-import json, os, sys, sysconfig
-marker = sys.argv[2]
-events = json.load(open(sys.argv[1], encoding="utf-8"))
-
+# Source for a driver run by the emulated task root's interpreter (which needs ``import os`` first):
+# the Lambda context object as the Python runtime passes it, with what Powertools reads.
+EMULATED_CONTEXT_SOURCE = f"""
 class Context:
     function_name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
     function_version = "$LATEST"
-    invoked_function_arn = sys.argv[3]
+    invoked_function_arn = {FUNCTION_ARN!r}
     memory_limit_in_mb = 1024
     log_group_name = os.environ["AWS_LAMBDA_LOG_GROUP_NAME"]
     log_stream_name = os.environ["AWS_LAMBDA_LOG_STREAM_NAME"]
@@ -930,6 +927,18 @@ class Context:
         self.aws_request_id = request_id
     def get_remaining_time_in_millis(self):
         return 30000
+"""
+
+# Runs inside the emulated task root: import the handler, answer each event, report what loaded.
+_HANDLER_DRIVER = (
+    r"""
+import json, os, sys, sysconfig
+marker = sys.argv[2]
+events = json.load(open(sys.argv[1], encoding="utf-8"))
+
+"""
+    + EMULATED_CONTEXT_SOURCE
+    + r"""
 
 from main import handler
 
@@ -952,6 +961,7 @@ for name, module in sorted(sys.modules.items()):
 print(marker + json.dumps({"modules": sorted(sys.modules), "foreign": foreign, "path": sys.path}),
       flush=True)
 """
+)
 
 
 @dataclass
@@ -983,7 +993,7 @@ def invoke_handler_in_fresh_process(
     driver = _HANDLER_DRIVER.replace(
         "from main import handler", f"from {module} import {_function}"
     )
-    argv = [*isolated_python(image), "-c", driver, str(events_file), RESULT_MARKER, FUNCTION_ARN]
+    argv = [*isolated_python(image), "-c", driver, str(events_file), RESULT_MARKER]
     started = time.perf_counter()
     process = subprocess.Popen(
         argv,

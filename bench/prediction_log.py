@@ -16,7 +16,7 @@ Runs, per backend (an ``mlflow server`` started here with a SQLite store and one
 * ``previous``: the design before batching (one MLflow trace per record through MLflow's own
   tracing exporter), loaded from git history (``PREVIOUS_DESIGN_COMMIT``).
 
-Usage: ``.venv/bin/python bench/prediction_log.py [--records 2000] [--slow-records 200]
+Usage: ``.venv/bin/python -m bench.prediction_log [--records 2000] [--slow-records 200]
 [--backends server,sqlite] [--designs batched,per-trace,previous] [--artifacts DIR] [--json]``.
 The load average is printed with every figure: above 1 on this 2-core machine, the figure was
 measured under contention.
@@ -29,18 +29,17 @@ import contextlib
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from bench.servers import running_mlflow_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_ROOT = REPO_ROOT / "lambda"
@@ -207,66 +206,11 @@ def run_worker(backend: str, design: str, tracking_uri: str, records: int, artif
 
 
 # --- orchestration ------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def mlflow_server(home: Path) -> Iterator[str]:
-    """``mlflow server`` with a SQLite store, one worker, on a free port, polled until ready."""
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    if not mlflow_cli.exists():
-        raise BenchmarkError(f"{mlflow_cli} not found: run `make install` (requirements/dev.txt)")
-    port = _free_port()
-    command = [
-        str(mlflow_cli),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{home / 'server.db'}",
-        "--artifacts-destination",
-        str(home / "artifacts"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    output = (home / "server.log").open("w")
-    process = subprocess.Popen(command, cwd=home, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if process.poll() is not None:
-                raise BenchmarkError(f"mlflow server exited; see {home / 'server.log'}")
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{url}/health", timeout=2) as response,
-            ):
-                if response.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise BenchmarkError("mlflow server did not answer /health within 240 s")
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        output.close()
-
-
 def _measure(backend: str, design: str, uri: str, records: int, artifacts: Path) -> ExportRun:
     command = [
         sys.executable,
-        __file__,
+        "-m",
+        "bench.prediction_log",
         "--worker",
         f"{backend},{design},{uri},{records}",
         "--artifacts",
@@ -275,6 +219,7 @@ def _measure(backend: str, design: str, uri: str, records: int, artifacts: Path)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     done = subprocess.run(
         command,
+        cwd=REPO_ROOT,
         check=False,
         env=clean,
         capture_output=True,
@@ -327,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         for backend in backends:
             with contextlib.ExitStack() as stack:
                 if backend == "server":
-                    uri = stack.enter_context(mlflow_server(Path(home)))
+                    uri = stack.enter_context(running_mlflow_server(Path(home)))
                 else:
                     uri = f"sqlite:///{Path(home) / 'direct.db'}"
                 for design in designs:

@@ -2,9 +2,10 @@
 
 One place knows the exact command lines, so the benchmark, the load test and the fault tests run
 the service the way it is deployed and documented (issue 3: uvicorn with httptools and uvloop, two
-workers; ECS: one ``python3 -m http_server`` process, uvicorn inside) and the reference design
-the way the original system ran (gunicorn, 2 workers x 2 threads). Servers get their own process
-group, so stopping one never touches anything else on the machine.
+workers; ECS: one ``python3 -m http_server`` process, uvicorn inside), the reference design
+the way the original system ran (gunicorn, 2 workers x 2 threads), and a real MLflow tracking
+server for the prediction-logging tests and benchmark. Servers get their own process group, so
+stopping one never touches anything else on the machine.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ SAMPLE_LOAN: Final[dict[str, Any]] = {
 }
 READY_TIMEOUT_SECONDS: Final = 60.0
 STOP_TIMEOUT_SECONDS: Final = 30.0
+# A first start creates and migrates the SQLite schema: tens of seconds on a busy machine.
+MLFLOW_READY_TIMEOUT_SECONDS: Final = 240.0
+MLFLOW_CLI: Final = Path(sys.executable).with_name("mlflow")
 
 
 def free_port() -> int:
@@ -186,6 +190,30 @@ class Server:
             time.sleep(0.05)
         raise TimeoutError(f"{self.name} not ready after {timeout:.0f} s ({last_error})")
 
+    def wait_until_get_ok(self, path: str, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Poll ``GET path`` until it answers 200 (for servers that are not the service)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode} before answering:\n"
+                    f"{self.log_text()[-4000:]}"
+                )
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2.0)
+            try:
+                connection.request("GET", path)
+                if connection.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            finally:
+                connection.close()
+            time.sleep(0.3)
+        raise TimeoutError(
+            f"{self.name} did not answer GET {path} within {timeout:.0f} s:\n"
+            f"{self.log_text()[-4000:]}"
+        )
+
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
         """SIGTERM (graceful shutdown); SIGKILL the process group only if that times out."""
         if self.process.poll() is None:
@@ -290,6 +318,50 @@ def running_reference(
     try:
         server.wait_ready()
         yield server
+    finally:
+        server.stop()
+
+
+def mlflow_server_command(home: Path, port: int) -> list[str]:
+    """``mlflow server``: SQLite store and proxied artifacts in ``home``, one worker, loopback."""
+    return [
+        str(MLFLOW_CLI),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(home / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+
+
+@contextlib.contextmanager
+def running_mlflow_server(
+    home: Path, ready_timeout: float = MLFLOW_READY_TIMEOUT_SECONDS
+) -> Iterator[str]:
+    """A real tracking server on a free port; yields its URL once ``/health`` answers.
+
+    Its log is ``home/server.log``; stopped (SIGTERM) on exit.
+    """
+    if not MLFLOW_CLI.exists():
+        raise RuntimeError(f"{MLFLOW_CLI} not found: run `make install` (requirements/dev.txt)")
+    port = free_port()
+    server = start_server(
+        "mlflow server",
+        mlflow_server_command(home, port),
+        port=port,
+        cwd=home,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        log_path=home / "server.log",
+    )
+    try:
+        server.wait_until_get_ok("/health", ready_timeout)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
 

@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.image import build_image, isolated_python, lambda_environment
+from bench.image import (
+    EMULATED_CONTEXT_SOURCE,
+    build_image,
+    isolated_python,
+    lambda_environment,
+)
+from bench.servers import running_mlflow_server
 from loan_service.lambda_adapter import LambdaHandler
 from loan_service.prediction_log import (
     TRACE_NAME,
@@ -61,34 +67,8 @@ LATENCY_SAMPLES = 4000
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mlflow server`` on a free port with a SQLite store, polled until /health answers."""
-    home = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    mlflow_cli = Path(sys.executable).with_name("mlflow")
-    process = subprocess.Popen(
-        [
-            str(mlflow_cli),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{home / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(home / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=home,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", process, timeout=240)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(process)
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
@@ -295,21 +275,10 @@ def test_a_sqlite_tracking_uri_stores_every_prediction_in_process(
 
 # Runs in the emulated image: main.handler answers the events, then the logger is given time to
 # export (on Lambda, later invocations would give it that time).
-_IMAGE_DRIVER = r"""
-import json, os, sys
-
-class Context:
-    function_name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:emulated"
-    memory_limit_in_mb = 1024
-    log_group_name = os.environ["AWS_LAMBDA_LOG_GROUP_NAME"]
-    log_stream_name = os.environ["AWS_LAMBDA_LOG_STREAM_NAME"]
-    def __init__(self, request_id):
-        self.aws_request_id = request_id
-    def get_remaining_time_in_millis(self):
-        return 30000
-
+_IMAGE_DRIVER = (
+    "import json, os, sys\n"
+    + EMULATED_CONTEXT_SOURCE
+    + r"""
 from main import handler, service
 
 events = json.load(open(sys.argv[1], encoding="utf-8"))
@@ -322,6 +291,7 @@ print("RESULT " + json.dumps({
     "full_mlflow_loaded": any(m in sys.modules for m in ("mlflow.server", "sqlalchemy")),
 }), flush=True)
 """
+)
 
 
 def test_the_lambda_image_with_only_mlflow_tracing_logs_every_prediction(
