@@ -348,6 +348,8 @@ def test_each_request_of_a_shared_call_is_counted_and_logged_as_itself(
     _, _, service = apps
     recorded: list[tuple[Any, ...]] = []
     monkeypatch.setattr(service.prediction_log, "record", recorded.append)
+    counting = CountingBlocks(service.assessor.model.blocks)
+    monkeypatch.setattr(service.assessor.model, "blocks", counting)
     before = service.observability.counters.total_predictions
     lane = PredictionFastLane(RecordingApp(), service)
     bodies = [json.dumps(loan).encode() for loan in loan_variants(3)]
@@ -362,6 +364,7 @@ def test_each_request_of_a_shared_call_is_counted_and_logged_as_itself(
 
     asyncio.run(all_at_once())
 
+    assert counting.rows_per_call == [3]
     assert service.observability.counters.total_predictions == before + 3
     assert sorted(record[2] for record in recorded) == ["shared-0", "shared-1", "shared-2"]
     assert {record[3] for record in recorded} == {"/predict"}

@@ -140,11 +140,13 @@ def start_like_lambda(folder: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def start_like_ecs(folder: Path, workers: int = 1) -> subprocess.CompletedProcess[str]:
+def start_like_ecs(
+    folder: Path, workers: int = 1, **settings: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ecs_command(free_port(), workers=workers),
         cwd=LAMBDA_ROOT,
-        env=_environment(folder),
+        env={**_environment(folder), **settings},
         capture_output=True,
         text=True,
         timeout=START_TIMEOUT_SECONDS,
@@ -245,18 +247,8 @@ def test_the_ecs_entry_refuses_an_invalid_setting_with_one_line_naming_the_varia
     trained_artifacts: Path,
 ) -> None:
     # GIVEN a good artifact folder but a recovery rate above 100 %
-    environment = {**_environment(trained_artifacts), "RECOVERY_RATE": "2"}
-
     # WHEN the ECS task's command starts
-    result = subprocess.run(
-        ecs_command(free_port()),
-        cwd=LAMBDA_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT_SECONDS,
-        check=False,
-    )
+    result = start_like_ecs(trained_artifacts, RECOVERY_RATE="2")
 
     # THEN status 3 and one line naming the variable and the reason, no traceback
     assert result.returncode == EXIT_NOT_STARTED, result.stderr
