@@ -20,10 +20,10 @@ DEFAULT_DATA = Path("Data/Loan_Data.csv")
 DEFAULT_OUT = Path("artifacts")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI's arguments (CONTRACTS.md)."""
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The command's arguments."""
     parser = argparse.ArgumentParser(
-        prog="python -m training",
+        prog=prog or "python -m training",
         description="Train the loan-default model and write the artifact folder serving loads.",
     )
     parser.add_argument(
@@ -40,9 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run training; return the process exit code."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     progress = Progress(quiet=args.quiet)
     config = TrainingConfig(data=args.data, out=args.out, seed=args.seed, track=not args.no_mlflow)
     try:

@@ -1,0 +1,1 @@
+"""``loan-default``: one command line for the model's life (train, serve, score, monitor, ...)."""

@@ -1,0 +1,52 @@
+"""``loan-default SUBCOMMAND ...``: a thin dispatcher over the subcommands' own modules.
+
+Each subcommand lives in its own module, which exposes ``main(argv, prog) -> int`` and is imported
+only when it runs: ``loan-default score`` never pays for scikit-learn or MLflow, ``train`` never
+for pyspark. Adding a subcommand is one line in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Final, NamedTuple, Protocol
+
+
+class Subcommand(NamedTuple):
+    module: str
+    summary: str
+
+
+class _Entry(Protocol):
+    def __call__(self, argv: list[str] | None = None, prog: str | None = None) -> int: ...
+
+
+PROG: Final = "loan-default"
+EXIT_USAGE: Final = 2
+COMMANDS: Final[dict[str, Subcommand]] = {
+    "train": Subcommand("training.cli", "train on a loan book and write the artifact folder"),
+}
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"usage: {PROG} COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()]
+    lines += ["", f"'{PROG} COMMAND --help' describes each command."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to the subcommand; return its exit status (2 for an unknown one)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage(), file=sys.stdout if args else sys.stderr)
+        return 0 if args else EXIT_USAGE
+    name, rest = args[0], args[1:]
+    command = COMMANDS.get(name)
+    if command is None:
+        print(f"{PROG}: unknown command '{name}' (one of: {', '.join(COMMANDS)})", file=sys.stderr)
+        return EXIT_USAGE
+    entry: _Entry = importlib.import_module(command.module).main
+    return entry(rest, prog=f"{PROG} {name}")
