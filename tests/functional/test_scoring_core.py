@@ -1,0 +1,203 @@
+"""The vectorized scoring core: every answer field for a block, equal to the one-loan rules.
+
+The reference below is the per-applicant rule written out loan by loan (PD from the applicant's
+row, impacts from its counterfactuals, reasons sorted largest first with ties in feature order,
+cut at 0.1 log-odds, at most ``MAX_REASONS``). The core must reproduce it exactly on every loan of
+the reference book and of the project's synthetic book, and the API must answer from the core.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loan_service.predictor import DefaultRiskModel, explain_block
+from loan_service.schemas import FEATURES
+from loan_service.scoring import (
+    MAX_REASONS,
+    NO_REASON,
+    REASON_CODES,
+    REASON_MIN_LOG_ODDS,
+    RISK_BANDS,
+    LoanScorer,
+    ScoredBlock,
+    band_indices,
+    risk_band,
+    top_reasons,
+)
+from loan_service.service import PredictionService
+from tests.serving_fixtures import REPO_ROOT, build_test_app
+
+
+@pytest.fixture(scope="module")
+def service(trained_artifacts: Path) -> PredictionService:
+    return build_test_app(trained_artifacts)[1]
+
+
+@pytest.fixture(scope="module")
+def scorer(service: PredictionService) -> LoanScorer:
+    return service.assessor.scorer
+
+
+@pytest.fixture(scope="module")
+def book() -> np.ndarray:
+    """The project's synthetic book (always present) plus edge rows at the API's limits."""
+    frame = pd.read_csv(REPO_ROOT / "Data" / "Loan_Data.csv")
+    rows = frame[list(FEATURES)].to_numpy(dtype=np.float64)
+    edges = np.array([[0, 0, 0, 1, 0, 300], [1000, 1e9, 1e9, 1e9, 100, 850]], dtype=np.float64)
+    return np.vstack([rows, edges])
+
+
+def reference_answer(model: DefaultRiskModel, row: np.ndarray, threshold: float) -> dict[str, Any]:
+    """One loan scored on its own, the rules spelled out in plain Python."""
+    block = model.blocks(row[None, :])[0].tolist()
+    probability, impacts = explain_block(block)
+    order = sorted(range(len(impacts)), key=impacts.__getitem__, reverse=True)
+    reasons = [c for c in order[:MAX_REASONS] if impacts[c] >= REASON_MIN_LOG_ODDS]
+    return {
+        "probability": probability,
+        "prediction": int(probability >= threshold),
+        "band": risk_band(probability, threshold),
+        "reasons": reasons,
+        "impacts": [impacts[c] for c in reasons],
+    }
+
+
+def assert_block_matches_reference(
+    scorer: LoanScorer, raw: np.ndarray, scored: ScoredBlock
+) -> None:
+    for i, row in enumerate(raw):
+        expected = reference_answer(scorer.model, row, scorer.threshold)
+        reasons = [c for c in scored.reasons[i].tolist() if c != NO_REASON]
+        assert scored.probability[i] == expected["probability"], i
+        assert scored.prediction[i] == expected["prediction"], i
+        assert RISK_BANDS[scored.band[i]] == expected["band"], i
+        assert reasons == expected["reasons"], i
+        assert scored.reason_impact[i, : len(reasons)].tolist() == expected["impacts"], i
+
+
+def test_the_block_equals_each_loan_scored_alone_on_the_synthetic_book(
+    scorer: LoanScorer, book: np.ndarray
+) -> None:
+    sample = book[np.r_[0:1500, -2:0]]
+    assert_block_matches_reference(scorer, sample, scorer.score(sample))
+
+
+def test_the_block_equals_each_loan_scored_alone_on_every_reference_loan(
+    scorer: LoanScorer, reference_csv: Path
+) -> None:
+    raw = pd.read_csv(reference_csv)[list(FEATURES)].to_numpy(dtype=np.float64)
+    scored = scorer.score(raw)
+    assert_block_matches_reference(scorer, raw, scored)
+    assert (scored.reasons[:, 0] != NO_REASON).any()
+
+
+def test_the_api_answers_every_reference_loan_from_the_core(
+    service: PredictionService, reference_csv: Path
+) -> None:
+    raw = pd.read_csv(reference_csv)[list(FEATURES)].to_numpy(dtype=np.float64)
+    answers = service.assessor.assess_matrix(raw, "core")
+    scored = service.assessor.scorer.score(raw)
+    codes = np.stack(service.assessor.scorer.reason_code_columns(scored), axis=1)
+    assert scored.expected_loss is not None
+    for i, answer in enumerate(answers):
+        assert answer["probability"] == round(float(scored.probability[i]), 6)
+        assert answer["prediction"] == scored.prediction[i]
+        assert answer["risk_band"] == RISK_BANDS[scored.band[i]]
+        assert answer["expected_loss"] == round(float(scored.expected_loss[i]), 2)
+        answer_codes = [REASON_CODES[reason["feature"]] for reason in answer["reasons"]]
+        assert answer_codes == [code for code in codes[i] if code is not None]
+
+
+def test_expected_loss_is_pd_times_loss_given_default_times_the_balance(
+    scorer: LoanScorer, book: np.ndarray
+) -> None:
+    scored = scorer.score(book)
+    assert scored.expected_loss is not None
+    exposure = book[:, FEATURES.index("loan_amt_outstanding")]
+    expected = scored.probability * (1.0 - scorer.recovery_rate) * exposure
+    assert np.array_equal(scored.expected_loss, expected)
+    assert scored.expected_loss.max() > 0
+
+
+def test_declined_only_explains_the_declined_rows_with_the_same_reasons(
+    scorer: LoanScorer, book: np.ndarray
+) -> None:
+    everything = scorer.score(book, "all")
+    declined_only = scorer.score(book, "declined")
+    none = scorer.score(book, "none")
+    for scored in (declined_only, none):
+        assert np.array_equal(scored.probability, everything.probability)
+        assert np.array_equal(scored.log_odds, everything.log_odds)
+        assert np.array_equal(scored.band, everything.band)
+    declined = everything.prediction == 1
+    assert 0 < declined.sum() < len(book)
+    assert np.array_equal(declined_only.reasons[declined], everything.reasons[declined])
+    assert (declined_only.reasons[~declined] == NO_REASON).all()
+    assert (none.reasons == NO_REASON).all()
+
+
+def test_declined_only_costs_one_call_for_the_pds_and_one_for_the_declined(
+    service: PredictionService, book: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = service.assessor.model
+    predictor = model._model
+    rows_per_call: list[int] = []
+    original = predictor.class_probabilities
+
+    def counting(normalized: np.ndarray) -> np.ndarray:
+        rows_per_call.append(normalized.shape[0])
+        return original(normalized)
+
+    monkeypatch.setattr(predictor, "class_probabilities", counting)
+    scored = service.assessor.scorer.score(book, "declined")
+    k = len(FEATURES)
+    assert rows_per_call == [len(book), int(scored.prediction.sum()) * (k + 1)]
+    rows_per_call.clear()
+    service.assessor.scorer.score(book, "all")
+    assert rows_per_call == [len(book) * (k + 1)]
+
+
+def test_top_reasons_keep_ties_in_feature_order_cut_at_the_minimum_and_pad() -> None:
+    impact = np.array(
+        [
+            [0.5, 0.5, 2.0, 0.0, 0.5, -1.0],
+            [0.05, 0.0, -3.0, 0.0999, 0.0, 0.0],
+            [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        ]
+    )
+    reasons, values = top_reasons(impact)
+    assert reasons.tolist() == [[2, 0, 1], [NO_REASON] * 3, [5, 4, 3]]
+    assert values[0].tolist() == [2.0, 0.5, 0.5]
+    assert np.isnan(values[1]).all()
+    wide, _ = top_reasons(impact, max_reasons=4)
+    assert wide[0].tolist() == [2, 0, 1, 4]
+
+
+def test_band_indices_follow_the_one_loan_rule() -> None:
+    probabilities = np.array([0.0, 0.1999, 0.2, 0.4999, 0.5, 1.0, 0.15, 0.05])
+    for threshold in (0.5, 0.1, 0.3):
+        bands = band_indices(probabilities, threshold)
+        assert [RISK_BANDS[b] for b in bands] == [risk_band(p, threshold) for p in probabilities]
+
+
+def test_reason_codes_are_a_lookup_with_none_for_an_empty_slot(scorer: LoanScorer) -> None:
+    reasons = np.array([[5, 0, NO_REASON], [NO_REASON] * 3], dtype=np.int16)
+    filler = np.zeros(2)
+    scored = ScoredBlock(
+        probability=filler,
+        log_odds=filler,
+        prediction=filler.astype(np.int8),
+        band=filler.astype(np.int8),
+        expected_loss=None,
+        reasons=reasons,
+        reason_impact=np.zeros((2, 3)),
+    )
+    columns = scorer.reason_code_columns(scored)
+    assert [list(column) for column in columns] == [["FI", None], ["CL", None], [None, None]]
+    assert set(REASON_CODES) == set(FEATURES)
+    assert len(set(REASON_CODES.values())) == len(FEATURES)
