@@ -23,8 +23,9 @@ MODEL_FILE = "best_model.pkl"
 ONNX_FILE = "model.onnx"
 STATS_FILE = "stats.json"
 MANIFEST_FILE = "manifest.json"
+REFERENCE_FILE = "reference.json"
 REPORT_DIR = "report"
-HASHED_FILES = (MODEL_FILE, ONNX_FILE, STATS_FILE)
+HASHED_FILES = (MODEL_FILE, ONNX_FILE, STATS_FILE, REFERENCE_FILE)
 """The files serving loads; each gets a sha256 in manifest["files"]."""
 
 

@@ -37,6 +37,7 @@ REQUIRED_KEYS = (
     "metrics",
     "data",
     "files",
+    "grades",
     "versions",
     "mlflow_run_id",
     "mlflow",

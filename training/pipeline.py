@@ -31,6 +31,7 @@ from training.export import (
     MANIFEST_FILE,
     MODEL_FILE,
     ONNX_FILE,
+    REFERENCE_FILE,
     REPORT_DIR,
     STATS_FILE,
     file_hashes,
@@ -38,9 +39,11 @@ from training.export import (
     write_json,
 )
 from training.manifest import SCHEMA_VERSION, library_versions, new_model_version, utc_now
+from training.master_scale import derive_master_scale
 from training.normalization import FeatureStats, compute_stats, normalize, stats_to_json
-from training.onnx_export import convert_to_onnx, verify_parity
+from training.onnx_export import convert_to_onnx, onnx_probabilities, verify_parity
 from training.progress import Progress
+from training.reference import build_reference, numeric_reference
 from training.report import INDEX_FILE, ReportInput, write_report
 from training.results import CandidateResult
 from training.schema import DECISION_THRESHOLD, FEATURES, TARGET
@@ -209,7 +212,9 @@ def run_training(config: TrainingConfig, progress: Progress) -> TrainingOutcome:
 
     with staging_folder(config.out) as staging:
         with progress.stage("export best_model.pkl, model.onnx (parity-checked), stats.json"):
-            _export_models(chosen, data, staging, model_version)
+            onnx_bytes = _export_models(chosen, data, staging, model_version)
+        with progress.stage("master scale (rating grades) and reference distributions"):
+            manifest["grades"] = _write_reference(data, onnx_bytes, staging, model_version)
         manifest["files"] = file_hashes(staging)
         with progress.stage("training report (plots + index.html)"):
             write_report(
@@ -256,7 +261,7 @@ def run_training(config: TrainingConfig, progress: Progress) -> TrainingOutcome:
 
 def _export_models(
     chosen: CandidateResult, data: PreparedData, folder: Path, model_version: str
-) -> None:
+) -> bytes:
     import joblib
 
     model = chosen.calibrated_model
@@ -268,6 +273,27 @@ def _export_models(
     all_rows = normalize(data.book.features, data.stats)
     verify_parity(model, onnx_bytes, all_rows)
     (folder / ONNX_FILE).write_bytes(onnx_bytes)
+    return onnx_bytes
+
+
+def _write_reference(
+    data: PreparedData, onnx_bytes: bytes, folder: Path, model_version: str
+) -> dict[str, Any]:
+    """The master scale (returned for the manifest) and reference.json, both from the training
+    split's PDs as serving computes them (the ONNX graph)."""
+    probability = onnx_probabilities(onnx_bytes, data.train_features).astype(np.float64)
+    grades = derive_master_scale(probability, data.train_target)
+    train_rows = data.book.features[data.split.train]
+    reference = build_reference(
+        model_version=model_version,
+        probability=probability,
+        grade_shares=[grade["train_share"] for grade in grades["scale"]],
+        features={
+            name: numeric_reference(train_rows[:, index]) for index, name in enumerate(FEATURES)
+        },
+    )
+    write_json(folder / REFERENCE_FILE, reference)
+    return grades
 
 
 def _manifest(

@@ -17,6 +17,14 @@ from typing import Any, Final
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from loan_service.stability import (
+    REFERENCE_FILE,
+    MasterScale,
+    Reference,
+    ReferenceError,
+    load_reference,
+)
+
 MANIFEST_FILE: Final = "manifest.json"
 ONNX_FILE: Final = "model.onnx"
 PICKLE_FILE: Final = "best_model.pkl"
@@ -59,6 +67,7 @@ class Manifest(BaseModel):
     metrics: dict[str, dict[str, Any]]
     data: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, str]
+    grades: dict[str, Any] | None = None  # the master scale; absent in older folders
     versions: dict[str, Any] = Field(default_factory=dict)
     mlflow_run_id: str | None = None
     mlflow: _MlflowBlock | None = None
@@ -83,6 +92,8 @@ class ArtifactBundle:
     directory: Path
     manifest: Manifest
     stats: FeatureStats
+    master_scale: MasterScale | None = None  # None: a folder trained before grades existed
+    reference: Reference | None = None  # None: a folder without reference.json
 
     @property
     def onnx_path(self) -> Path:
@@ -186,4 +197,20 @@ def load_artifacts(directory: Path, expected_features: tuple[str, ...]) -> Artif
             f"{list(expected_features)}"
         )
     stats = _read_stats(directory, expected_features)
-    return ArtifactBundle(directory=directory, manifest=manifest, stats=stats)
+    try:
+        master_scale = MasterScale.from_manifest(manifest.grades) if manifest.grades else None
+        reference = load_reference(directory) if REFERENCE_FILE in manifest.files else None
+    except ReferenceError as exc:
+        raise ArtifactError(str(exc)) from exc
+    if reference is not None and reference.model_version != manifest.model_version:
+        raise ArtifactError(
+            f"{REFERENCE_FILE} belongs to model {reference.model_version}, "
+            f"not {manifest.model_version}"
+        )
+    return ArtifactBundle(
+        directory=directory,
+        manifest=manifest,
+        stats=stats,
+        master_scale=master_scale,
+        reference=reference,
+    )

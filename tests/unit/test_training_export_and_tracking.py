@@ -75,11 +75,12 @@ def test_a_failure_with_no_previous_folder_leaves_nothing(tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == []
 
 
-def test_file_hashes_are_the_sha256_of_the_three_served_files(tmp_path: Path) -> None:
-    for name in ("best_model.pkl", "model.onnx", "stats.json"):
+def test_file_hashes_are_the_sha256_of_the_four_served_files(tmp_path: Path) -> None:
+    served = {"best_model.pkl", "model.onnx", "stats.json", "reference.json"}
+    for name in served:
         (tmp_path / name).write_bytes(b"abc")
     hashes = file_hashes(tmp_path)
-    assert set(hashes) == {"best_model.pkl", "model.onnx", "stats.json"}
+    assert set(hashes) == served
     assert (
         hashes["stats.json"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
