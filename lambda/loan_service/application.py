@@ -64,6 +64,7 @@ def build_service(
         threshold=bundle.manifest.threshold,
         recovery_rate=settings.recovery_rate,
         model_version=bundle.manifest.model_version,
+        master_scale=bundle.master_scale,
     )
     log = prediction_log if prediction_log is not None else build_prediction_log(settings)
     observability = Observability(settings, log, stream=log_stream)

@@ -138,6 +138,11 @@ class PredictionPublic(BaseModel):
     risk_band: RiskBand = Field(
         description="low: PD < 0.20; medium: 0.20 <= PD < threshold; high: PD >= threshold."
     )
+    grade: int | None = Field(
+        ge=1,
+        description="Rating grade on the model's master scale (GET /model: grades), 1 = lowest "
+        "risk; null only for a model trained before grades existed.",
+    )
     reasons: list[ReasonPublic] = Field(
         max_length=3, description="Up to three factors that raised the PD, largest first."
     )
@@ -233,6 +238,9 @@ class ModelInfoPublic(BaseModel):
     features: list[str]
     threshold: float
     risk_bands: RiskBandsPublic
+    grades: dict[str, object] | None = Field(
+        default=None, description="The master scale: PD bounds and training figures per grade."
+    )
     recovery_rate: float
     metrics: dict[str, dict[str, object]]
     data: dict[str, object]

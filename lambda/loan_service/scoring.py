@@ -35,6 +35,7 @@ import numpy as np
 from loan_service.artifacts import FeatureStats
 from loan_service.predictor import DefaultRiskModel, explain
 from loan_service.schemas import FEATURES, LoanApplication, RiskBand
+from loan_service.stability import MasterScale
 
 MEDIUM_RISK_FROM: Final = 0.20
 REASON_MIN_LOG_ODDS: Final = 0.1
@@ -146,6 +147,7 @@ class ScoredBlock:
     expected_loss: np.ndarray | None  # (n,) float64, PD x (1 - recovery rate) x exposure
     reasons: np.ndarray  # (n, MAX_REASONS) int16
     reason_impact: np.ndarray  # (n, MAX_REASONS) float64
+    grade: np.ndarray | None = None  # (n,) int64 master-scale grade, 1 = lowest risk
 
     def __len__(self) -> int:
         return int(self.probability.shape[0])
@@ -160,6 +162,7 @@ class ScoredBlock:
             expected_loss=None if self.expected_loss is None else self.expected_loss[start:end],
             reasons=self.reasons[start:end],
             reason_impact=self.reason_impact[start:end],
+            grade=None if self.grade is None else self.grade[start:end],
         )
 
 
@@ -198,8 +201,11 @@ class LoanScorer:
         recovery_rate: float,
         features: Sequence[str] = FEATURES,
         exposure_feature: str | None = EXPOSURE_FEATURE,
+        *,
+        master_scale: MasterScale | None = None,
     ) -> None:
         self.model = model
+        self.master_scale = master_scale
         self.threshold = threshold
         self.recovery_rate = recovery_rate
         self.loss_given_default = 1.0 - recovery_rate
@@ -240,6 +246,7 @@ class LoanScorer:
             expected_loss=expected_loss,
             reasons=reasons,
             reason_impact=reason_impact,
+            grade=None if self.master_scale is None else self.master_scale.grade(probability),
         )
 
     def reason_code_columns(self, scored: ScoredBlock) -> list[np.ndarray]:
@@ -258,8 +265,10 @@ class LoanAssessor:
         threshold: float,
         recovery_rate: float,
         model_version: str,
+        *,
+        master_scale: MasterScale | None = None,
     ) -> None:
-        self.scorer = LoanScorer(model, threshold, recovery_rate)
+        self.scorer = LoanScorer(model, threshold, recovery_rate, master_scale=master_scale)
         self.model = model
         self.threshold = threshold
         self.recovery_rate = recovery_rate
@@ -311,7 +320,8 @@ class LoanAssessor:
         expected_loss = scored.expected_loss
         assert expected_loss is not None  # the default book always has its exposure feature
         answers: list[PredictionItem] = []
-        for values, probability, prediction, band, loss, reasons, impacts in zip(
+        grades = [None] * len(scored) if scored.grade is None else scored.grade.tolist()
+        for values, probability, prediction, band, loss, reasons, impacts, grade in zip(
             raw.tolist(),
             scored.probability.tolist(),
             scored.prediction.tolist(),
@@ -319,6 +329,7 @@ class LoanAssessor:
             expected_loss.tolist(),
             scored.reasons.tolist(),
             scored.reason_impact.tolist(),
+            grades,
             strict=True,
         ):
             band_name = RISK_BANDS[band]
@@ -329,6 +340,7 @@ class LoanAssessor:
                     "threshold": threshold,
                     "message": MESSAGE_BY_BAND[band_name],
                     "risk_band": band_name,
+                    "grade": grade,
                     "reasons": [
                         {
                             "feature": FEATURES[column],

@@ -73,6 +73,7 @@ class PredictionService:
             features=list(manifest.features),
             threshold=manifest.threshold,
             risk_bands=RiskBandsPublic(medium_from=MEDIUM_RISK_FROM, high_from=manifest.threshold),
+            grades=dict(manifest.grades) if manifest.grades else None,
             recovery_rate=self.assessor.recovery_rate,
             metrics={name: dict(values) for name, values in manifest.metrics.items()},
             data=dict(manifest.data),

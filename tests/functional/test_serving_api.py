@@ -29,6 +29,7 @@ CONTRACT_FIELDS = {
     "threshold",
     "message",
     "risk_band",
+    "grade",
     "reasons",
     "expected_loss",
     "model_version",

@@ -157,6 +157,7 @@ def test_browser_batch_results_download_as_csv_with_original_columns_and_predict
         "probability",
         "prediction",
         "risk_band",
+        "grade",
         "expected_loss",
         "reason_1",
         "reason_2",
@@ -168,6 +169,7 @@ def test_browser_batch_results_download_as_csv_with_original_columns_and_predict
         assert float(record["probability"]) == item["probability"]
         assert int(record["prediction"]) == item["prediction"]
         assert record["risk_band"] == item["risk_band"]
+        assert int(record["grade"]) == item["grade"]
         assert float(record["expected_loss"]) == item["expected_loss"]
         assert record["model_version"] == answer["model_version"]
         assert record["branch"] == "North, east"

@@ -63,6 +63,7 @@ def test_browser_prefilled_form_submit_shows_probability_decision_band_reasons_l
     expect(page.locator("#decision")).to_have_text(expected_decision)
     expect(page.locator("#risk-band")).to_have_text(BAND_LABELS[answer["risk_band"]])
     expect(page.locator("#expected-loss")).to_have_text(f"${answer['expected_loss']:,.2f}")
+    expect(page.locator("#grade")).to_have_text(str(answer["grade"]))
     expect(page.locator("#model-version")).to_have_text(answer["model_version"])
     _, health = http_json(live_app + "health")
     assert answer["model_version"] == health["model_version"]
