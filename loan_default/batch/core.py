@@ -1,0 +1,167 @@
+"""One record batch in, its scored rows and its rejects out: the unit every engine runs.
+
+``BatchScorer`` loads the artifact folder once (sha256 checks included, as the service does) and
+then turns each record batch into the input's columns plus the answer columns, through the
+service's scoring core. The local engine calls it per streamed batch; the Spark engine calls it
+per pandas batch inside ``mapInPandas``, one ``BatchScorer`` (one ONNX Runtime session) per
+Python worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pyarrow as pa
+
+from loan_default.batch import rules as checks
+from loan_service.artifacts import load_artifacts
+from loan_service.predictor import DefaultRiskModel, load_probability_model
+from loan_service.schemas import FEATURES, LoanApplication
+from loan_service.scoring import RISK_BANDS, LoanScorer, ScoredBlock
+from loan_service.settings import ModelRuntime
+
+REASON_SLOTS: Final = 4  # reason_1_code .. reason_4_code, empty (null) beyond the model's reasons
+ANSWER_FIELDS: Final[tuple[pa.Field, ...]] = (
+    pa.field("probability", pa.float64()),
+    pa.field("prediction", pa.int8()),
+    pa.field("risk_band", pa.string()),
+    pa.field("expected_loss", pa.float64()),
+    *(pa.field(f"reason_{slot}_code", pa.string()) for slot in range(1, REASON_SLOTS + 1)),
+)
+ANSWER_COLUMNS: Final = tuple(f.name for f in ANSWER_FIELDS)
+
+
+def output_schema(input_schema: pa.Schema) -> pa.Schema:
+    """The input's columns, in input order, then the answer columns."""
+    clash = [name for name in ANSWER_COLUMNS if name in input_schema.names]
+    if clash:
+        raise checks.InputError(
+            f"input column {clash[0]} has the name of an answer column; rename it first"
+        )
+    return pa.schema([*input_schema, *ANSWER_FIELDS])
+
+
+@dataclass(slots=True)
+class BandTotals:
+    """Loans and expected loss per risk band, summed over the batches scored so far."""
+
+    loans: np.ndarray = field(default_factory=lambda: np.zeros(len(RISK_BANDS), dtype=np.int64))
+    expected_loss: np.ndarray = field(default_factory=lambda: np.zeros(len(RISK_BANDS)))
+
+    def add(self, scored: ScoredBlock) -> None:
+        self.loans += np.bincount(scored.band, minlength=len(RISK_BANDS))
+        if scored.expected_loss is not None:
+            self.expected_loss += np.bincount(
+                scored.band, weights=scored.expected_loss, minlength=len(RISK_BANDS)
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredBatch:
+    """A batch's valid rows with their answers, its rejects, and how many rows were bad."""
+
+    table: pa.Table
+    rejects: pa.Table
+    rejected_rows: int
+    scored: ScoredBlock
+
+
+class BatchScorer:
+    """The artifact folder's model behind a record-batch interface."""
+
+    def __init__(
+        self, artifact_dir: Path, recovery_rate: float, runtime: ModelRuntime = "onnx"
+    ) -> None:
+        bundle = load_artifacts(artifact_dir, FEATURES)
+        model = DefaultRiskModel(load_probability_model(bundle, runtime), bundle.stats)
+        self.scorer = LoanScorer(model, bundle.manifest.threshold, recovery_rate)
+        self.model_version = bundle.manifest.model_version
+        self.rules = checks.rules_of(LoanApplication, self.scorer.features)
+        self._bands = pa.array(RISK_BANDS, pa.string())
+
+    def check_schema(self, schema: pa.Schema) -> pa.Schema:
+        """The output schema for this input; ``InputError`` when it cannot be scored."""
+        checks.check_schema(schema, self.rules)
+        return self.output_schema(schema)
+
+    def score(self, batch: pa.RecordBatch | pa.Table, row_numbers: np.ndarray) -> ScoredBatch:
+        """Check, score and append the answers; ``row_numbers`` are the rows' 1-based numbers."""
+        checked = checks.check_columns(batch, self.rules, row_numbers)
+        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+        raw = checked.raw
+        rejected_rows = int(checked.bad.sum())
+        if rejected_rows:
+            keep = ~checked.bad
+            table = table.filter(pa.array(keep))
+            raw = raw[keep]
+        scored = self.scorer.score(raw)
+        table = self._typed_features(table, raw)
+        return ScoredBatch(
+            table=self.answer_table(table, scored),
+            rejects=checked.rejects,
+            rejected_rows=rejected_rows,
+            scored=scored,
+        )
+
+    def _typed_features(self, table: pa.Table, raw: np.ndarray) -> pa.Table:
+        """Feature columns read as text (CSV) go out as the numbers the model scored."""
+        for j, rule in enumerate(self.rules):
+            index = table.schema.get_field_index(rule.name)
+            data_type = table.schema.field(index).type
+            if rule.categories is not None or not (
+                pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
+            ):
+                continue
+            values = raw[:, j]
+            column = pa.array(values.astype(np.int64)) if rule.integer else pa.array(values)
+            table = table.set_column(index, rule.name, column)
+        return table
+
+    def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
+        """The output's schema: text features (CSV) become the numbers the model scored."""
+        fields = []
+        for input_field in input_schema:
+            rule = next((r for r in self.rules if r.name == input_field.name), None)
+            text = pa.types.is_string(input_field.type) or pa.types.is_large_string(
+                input_field.type
+            )
+            if rule is not None and rule.categories is None and text:
+                number = pa.int64() if rule.integer else pa.float64()
+                fields.append(pa.field(input_field.name, number))
+            else:
+                fields.append(input_field)
+        return output_schema(pa.schema(fields))
+
+    def answer_table(self, table: pa.Table, scored: ScoredBlock) -> pa.Table:
+        n_rows = len(scored)
+        expected_loss = scored.expected_loss
+        columns: list[pa.Array] = [
+            pa.array(scored.probability, pa.float64()),
+            pa.array(scored.prediction, pa.int8()),
+            self._bands.take(pa.array(scored.band, pa.int8())),
+            pa.array(
+                np.full(n_rows, np.nan) if expected_loss is None else expected_loss,
+                pa.float64(),
+                from_pandas=expected_loss is None,
+            ),
+            *self._reason_columns(scored),
+        ]
+        for answer_field, column in zip(ANSWER_FIELDS, columns, strict=True):
+            table = table.append_column(answer_field, column)
+        return table
+
+    def _reason_columns(self, scored: ScoredBlock) -> Sequence[pa.Array]:
+        codes = pa.array([*self.scorer.reason_codes], pa.string())
+        slots = scored.reasons.shape[1]
+        columns = []
+        for slot in range(REASON_SLOTS):
+            if slot >= slots:
+                columns.append(pa.nulls(len(scored), pa.string()))
+                continue
+            index = scored.reasons[:, slot]
+            columns.append(codes.take(pa.array(index, pa.int16(), mask=index < 0)))
+        return columns

@@ -1,0 +1,245 @@
+"""The checks on each input value, read from the API's request model, applied to whole columns.
+
+A value the API would refuse is refused here, for the same reason: the rules (integer or number,
+bounds, allowed categories) are read from the request model's JSON schema, never typed twice.
+Each column of a record batch is checked with array operations; only the bad values (rare) are
+turned into words, one reject per bad value: ``row`` (1-based data row), ``column``, ``reason``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel
+
+REJECT_SCHEMA: Final = pa.schema(
+    [("row", pa.int64()), ("column", pa.string()), ("reason", pa.string())]
+)
+
+
+class InputError(ValueError):
+    """The input as a whole cannot be scored (a missing or unusable column)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnRule:
+    """What the API accepts for one feature."""
+
+    name: str
+    integer: bool
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    exclusive_maximum: float | None = None
+    categories: tuple[str, ...] | None = None  # a category feature: index-encoded for the model
+
+    @classmethod
+    def from_json_schema(cls, name: str, schema: Mapping[str, Any]) -> ColumnRule:
+        if "enum" in schema:
+            return cls(name, integer=False, categories=tuple(str(v) for v in schema["enum"]))
+        kind = schema.get("type")
+        if kind not in ("integer", "number"):
+            raise ValueError(f"feature {name}: unsupported type {kind!r} in the request model")
+
+        def bound(key: str) -> float | None:
+            return None if key not in schema else float(schema[key])
+
+        return cls(
+            name,
+            integer=kind == "integer",
+            minimum=bound("minimum"),
+            maximum=bound("maximum"),
+            exclusive_minimum=bound("exclusiveMinimum"),
+            exclusive_maximum=bound("exclusiveMaximum"),
+        )
+
+
+def rules_of(model: type[BaseModel], features: Sequence[str]) -> tuple[ColumnRule, ...]:
+    """The rule of each feature, in the model's feature order, from ``model``'s JSON schema."""
+    properties = model.model_json_schema()["properties"]
+    missing = [name for name in features if name not in properties]
+    if missing:
+        raise ValueError(f"the request model has no field for {', '.join(missing)}")
+    return tuple(ColumnRule.from_json_schema(name, properties[name]) for name in features)
+
+
+def _format(value: Any) -> str:
+    value = float(value)
+    return f"{value:g}" if abs(value) < 1e15 else repr(value)
+
+
+@dataclass(slots=True)
+class CheckedColumns:
+    """A batch's features as float64 model inputs plus what was wrong with the bad rows."""
+
+    raw: np.ndarray  # (n, k) float64; rows with a bad value hold NaN there
+    bad: np.ndarray  # (n,) bool: the row has at least one bad value
+    rejects: pa.Table  # REJECT_SCHEMA, one line per bad value
+
+
+def _as_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Trimmed text with empty strings as nulls (a CSV's empty field is a missing value)."""
+    text = pc.utf8_trim_whitespace(column)
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, text.type), text)
+
+
+def _numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values float64 with NaN, missing mask, non-numeric mask) of one column."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        text = _as_text(column)
+        missing = text.is_null().to_numpy(zero_copy_only=False)
+        try:
+            values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+            return values, missing, np.zeros(len(column), dtype=bool)
+        except pa.ArrowInvalid:  # some value is not a number: find which, value by value
+            import pandas as pd
+
+            series = pd.to_numeric(pd.Series(text.to_pandas()), errors="coerce")
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            return values, missing, np.isnan(values) & ~missing & ~_nan_text(text)
+    if pa.types.is_null(column.type):
+        n = len(column)
+        return np.full(n, np.nan), np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    missing = column.is_null().to_numpy(zero_copy_only=False)
+    return values, missing, np.zeros(len(column), dtype=bool)
+
+
+def _nan_text(text: pa.Array) -> np.ndarray:
+    """Spelled-out NaN ("nan", "NaN"): a number, but not a finite one."""
+    lowered = pc.utf8_lower(text)
+    return pc.fill_null(pc.equal(lowered, "nan"), False).to_numpy(zero_copy_only=False)
+
+
+def usable_type(data_type: pa.DataType) -> bool:
+    """Column types a feature may arrive in: numbers, text (CSV) or all-null."""
+    return (
+        pa.types.is_integer(data_type)
+        or pa.types.is_floating(data_type)
+        or pa.types.is_decimal(data_type)
+        or pa.types.is_string(data_type)
+        or pa.types.is_large_string(data_type)
+        or pa.types.is_dictionary(data_type)
+        or pa.types.is_null(data_type)
+    )
+
+
+def check_schema(schema: pa.Schema, rules: Sequence[ColumnRule]) -> None:
+    """Raise ``InputError`` when a feature column is absent or of a type no value could pass."""
+    missing = [rule.name for rule in rules if rule.name not in schema.names]
+    if missing:
+        raise InputError(f"input has no column {', '.join(missing)} (a feature of the model)")
+    for rule in rules:
+        data_type = schema.field(rule.name).type
+        if not usable_type(data_type):
+            raise InputError(f"column {rule.name} has type {data_type}, not numbers or text")
+
+
+def check_columns(
+    batch: pa.RecordBatch | pa.Table, rules: Sequence[ColumnRule], row_numbers: np.ndarray
+) -> CheckedColumns:
+    """Model inputs of a batch and its rejects; ``row_numbers`` are the rows' 1-based numbers."""
+    n_rows = batch.num_rows
+    raw = np.empty((n_rows, len(rules)), dtype=np.float64)
+    bad = np.zeros(n_rows, dtype=bool)
+    reject_rows: list[np.ndarray] = []
+    reject_columns: list[str] = []
+    reject_reasons: list[str] = []
+    for j, rule in enumerate(rules):
+        column = batch.column(rule.name)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        if pa.types.is_dictionary(column.type):
+            column = column.dictionary_decode()
+        reasons = _check(rule, column, raw[:, j])
+        for reason, mask in reasons:
+            where = np.flatnonzero(mask)
+            if where.size == 0:
+                continue
+            bad[where] = True
+            for i in where.tolist():
+                reject_rows.append(row_numbers[i : i + 1])
+                reject_columns.append(rule.name)
+                reject_reasons.append(reason(i))
+    rows = np.concatenate(reject_rows) if reject_rows else np.empty(0, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")  # by row, then in feature order
+    rejects = pa.table(
+        {
+            "row": pa.array(rows[order], pa.int64()),
+            "column": pa.array([reject_columns[i] for i in order], pa.string()),
+            "reason": pa.array([reject_reasons[i] for i in order], pa.string()),
+        },
+        schema=REJECT_SCHEMA,
+    )
+    return CheckedColumns(raw=raw, bad=bad, rejects=rejects)
+
+
+def _check(rule: ColumnRule, column: pa.Array, out: np.ndarray) -> list[tuple[Any, np.ndarray]]:
+    """Fill ``out`` with the model input and return (reason for row i, mask) pairs, first match
+    wins so a value is rejected once."""
+    if rule.categories is not None:
+        return _check_category(rule, column, out)
+    values, missing, not_numeric = _numbers(column)
+    out[:] = values
+    text = None if not not_numeric.any() else column
+
+    def quoted(i: int) -> str:
+        assert text is not None
+        return repr(str(text[i].as_py()).strip())
+
+    checks: list[tuple[Any, np.ndarray]] = [
+        (lambda _i: "missing", missing),
+        (lambda i: f"not a number: {quoted(i)}", not_numeric),
+    ]
+    taken = missing | not_numeric
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(values)
+        checks.append((lambda i: f"not a finite number: {values[i]}", ~finite & ~taken))
+        taken = taken | ~finite
+        if rule.integer:
+            fraction = finite & (values != np.floor(values))
+            checks.append(
+                (lambda i: f"not a whole number: {_format(values[i])}", fraction & ~taken)
+            )
+            taken = taken | fraction
+        limits = [
+            (rule.minimum, np.less, "below the minimum"),
+            (rule.exclusive_minimum, np.less_equal, "must be more than"),
+            (rule.maximum, np.greater, "above the maximum"),
+            (rule.exclusive_maximum, np.greater_equal, "must be less than"),
+        ]
+        for limit, outside, words in limits:
+            if limit is None:
+                continue
+            mask = outside(values, limit) & ~taken
+            checks.append(
+                (
+                    lambda i, words=words, limit=limit: (
+                        f"{words} {_format(limit)}: {_format(values[i])}"
+                    ),
+                    mask,
+                )
+            )
+            taken = taken | mask
+    return checks
+
+
+def _check_category(
+    rule: ColumnRule, column: pa.Array, out: np.ndarray
+) -> list[tuple[Any, np.ndarray]]:
+    assert rule.categories is not None
+    text = _as_text(pc.cast(column, pa.string()))
+    missing = text.is_null().to_numpy(zero_copy_only=False)
+    index = pc.index_in(text, value_set=pa.array(rule.categories, pa.string()))
+    codes = pc.fill_null(index, -1).to_numpy(zero_copy_only=False)
+    unknown = (codes < 0) & ~missing
+    out[:] = np.where(codes >= 0, codes, np.nan)
+    return [
+        (lambda _i: "missing", missing),
+        (lambda i: f"unknown category: {text[i].as_py()!r}", unknown),
+    ]
