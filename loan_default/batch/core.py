@@ -25,24 +25,32 @@ from loan_service.scoring import RISK_BANDS, LoanScorer, ScoredBlock
 from loan_service.settings import ModelRuntime
 
 REASON_SLOTS: Final = 4  # reason_1_code .. reason_4_code, empty (null) beyond the model's reasons
-ANSWER_FIELDS: Final[tuple[pa.Field, ...]] = (
-    pa.field("probability", pa.float64()),
-    pa.field("prediction", pa.int8()),
-    pa.field("risk_band", pa.string()),
-    pa.field("expected_loss", pa.float64()),
-    *(pa.field(f"reason_{slot}_code", pa.string()) for slot in range(1, REASON_SLOTS + 1)),
-)
-ANSWER_COLUMNS: Final = tuple(f.name for f in ANSWER_FIELDS)
+GRADE_FIELD: Final = pa.field("grade", pa.int16())  # only for a model with a master scale
 
 
-def output_schema(input_schema: pa.Schema) -> pa.Schema:
+def answer_fields(graded: bool) -> tuple[pa.Field, ...]:
+    """The answer columns, in order; ``grade`` where the model has a master scale."""
+    return (
+        pa.field("probability", pa.float64()),
+        pa.field("prediction", pa.int8()),
+        pa.field("risk_band", pa.string()),
+        *((GRADE_FIELD,) if graded else ()),
+        pa.field("expected_loss", pa.float64()),
+        *(pa.field(f"reason_{slot}_code", pa.string()) for slot in range(1, REASON_SLOTS + 1)),
+    )
+
+
+ANSWER_COLUMNS: Final = tuple(f.name for f in answer_fields(graded=True))  # every possible one
+
+
+def output_schema(input_schema: pa.Schema, answers: Sequence[pa.Field]) -> pa.Schema:
     """The input's columns, in input order, then the answer columns."""
     clash = [name for name in ANSWER_COLUMNS if name in input_schema.names]
     if clash:
         raise checks.InputError(
             f"input column {clash[0]} has the name of an answer column; rename it first"
         )
-    return pa.schema([*input_schema, *ANSWER_FIELDS])
+    return pa.schema([*input_schema, *answers])
 
 
 @dataclass(slots=True)
@@ -78,7 +86,11 @@ class BatchScorer:
     ) -> None:
         bundle = load_artifacts(artifact_dir, FEATURES)
         model = DefaultRiskModel(load_probability_model(bundle, runtime), bundle.stats)
-        self.scorer = LoanScorer(model, bundle.manifest.threshold, recovery_rate)
+        self.scorer = LoanScorer(
+            model, bundle.manifest.threshold, recovery_rate, master_scale=bundle.master_scale
+        )
+        self.answer_fields = answer_fields(graded=bundle.master_scale is not None)
+        self.answer_columns = tuple(f.name for f in self.answer_fields)
         self.model_version = bundle.manifest.model_version
         self.rules = checks.rules_of(LoanApplication, self.scorer.features)
         self._bands = pa.array(RISK_BANDS, pa.string())
@@ -134,7 +146,7 @@ class BatchScorer:
                 fields.append(pa.field(input_field.name, number))
             else:
                 fields.append(input_field)
-        return output_schema(pa.schema(fields))
+        return output_schema(pa.schema(fields), self.answer_fields)
 
     def answer_table(self, table: pa.Table, scored: ScoredBlock) -> pa.Table:
         n_rows = len(scored)
@@ -143,6 +155,7 @@ class BatchScorer:
             pa.array(scored.probability, pa.float64()),
             pa.array(scored.prediction, pa.int8()),
             self._bands.take(pa.array(scored.band, pa.int8())),
+            *(() if scored.grade is None else (pa.array(scored.grade, pa.int16()),)),
             pa.array(
                 np.full(n_rows, np.nan) if expected_loss is None else expected_loss,
                 pa.float64(),
@@ -150,7 +163,7 @@ class BatchScorer:
             ),
             *self._reason_columns(scored),
         ]
-        for answer_field, column in zip(ANSWER_FIELDS, columns, strict=True):
+        for answer_field, column in zip(self.answer_fields, columns, strict=True):
             table = table.append_column(answer_field, column)
         return table
 

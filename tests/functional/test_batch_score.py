@@ -54,6 +54,8 @@ def assert_answers_equal_the_api(frame: pd.DataFrame, service: PredictionService
     assert frame["probability"].round(6).tolist() == [a["probability"] for a in answers]
     assert frame["prediction"].tolist() == [a["prediction"] for a in answers]
     assert frame["risk_band"].tolist() == [a["risk_band"] for a in answers]
+    assert frame["grade"].tolist() == [a["grade"] for a in answers]
+    assert frame["grade"].nunique() > 3
     assert frame["expected_loss"].round(2).tolist() == [a["expected_loss"] for a in answers]
     codes = frame[[f"reason_{i}_code" for i in range(1, 5)]].to_numpy(dtype=object)
     for row, answer in zip(codes, answers, strict=True):
