@@ -25,6 +25,7 @@ from loan_service.middleware import (
     MAX_BODY_BYTES,
     BodyLimitMiddleware,
     ExternalPathMiddleware,
+    HeadAsGetMiddleware,
     JsonContentTypeMiddleware,
     RequestContextMiddleware,
 )
@@ -114,6 +115,7 @@ def create_app(
     middleware = [
         Middleware(RequestContextMiddleware),
         Middleware(ExternalPathMiddleware, base_path=settings.api_base_path),
+        Middleware(HeadAsGetMiddleware),
         Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),
         Middleware(JsonContentTypeMiddleware),
     ]
@@ -131,6 +133,8 @@ def create_app(
         lifespan=_server_lifespan(service),
         middleware=middleware,
         telemetry=_NO_TELEMETRY,
+        # A body without Content-Type is JSON (see ``JsonContentTypeMiddleware`` for why).
+        strict_content_type=False,
     )
     app.state.service = service
     for router in ROUTERS:

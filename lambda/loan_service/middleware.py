@@ -41,6 +41,27 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def valid_request_id(offered: bytes) -> bool:
+    """1 to 128 characters of ``A-Z a-z 0-9 . _ ~ : @ / + = -``: safe to echo and to log."""
+    return _VALID_REQUEST_ID.match(offered) is not None
+
+
+def mint_request_id() -> str:
+    return os.urandom(16).hex()  # 128 random bits, like uuid4, at a third of the cost
+
+
+def _gateway_request_id(scope: Scope) -> str | None:
+    """On Lambda: API Gateway's ``requestContext.requestId``, so gateway and service logs join."""
+    event = scope.get("aws.event")
+    if not isinstance(event, dict):
+        return None
+    context = event.get("requestContext")
+    offered = context.get("requestId") if isinstance(context, dict) else None
+    if isinstance(offered, str) and valid_request_id(offered.encode()):
+        return offered
+    return None
+
+
 def request_state(scope: Scope) -> dict[str, Any]:
     """``request.state`` is backed by ``scope["state"]``; Mangum does not create it."""
     state: dict[str, Any] | None = scope.get("state")
@@ -55,7 +76,11 @@ async def send_error(send: Send, status: int, message: str, request_id: str) -> 
 
 
 class RequestContextMiddleware:
-    """Reuse a valid client ``X-Request-ID`` or mint one; echo it; stamp the start time.
+    """Take the request id, echo it, stamp the start time.
+
+    The id is, in this order: API Gateway's ``requestContext.requestId`` on Lambda; the client's
+    ``X-Request-ID`` if it passes ``valid_request_id`` (anything else - too long, spaces, quotes,
+    control characters - is never echoed nor logged); else a fresh random one.
 
     Also the last line of defence: an exception escaping the app is logged ONCE here, with the
     request id, and answered with the 500 JSON (Starlette's own error middleware would re-raise
@@ -69,11 +94,13 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        offered = _header(scope, _REQUEST_ID_BYTES)
-        if offered is not None and _VALID_REQUEST_ID.match(offered):
-            request_id = offered.decode()
-        else:
-            request_id = os.urandom(16).hex()  # 128 random bits, like uuid4, at a third of the cost
+        request_id = _gateway_request_id(scope) if "aws.event" in scope else None
+        if request_id is None:
+            offered = _header(scope, _REQUEST_ID_BYTES)
+            if offered is not None and valid_request_id(offered):
+                request_id = offered.decode()
+            else:
+                request_id = mint_request_id()
         state = request_state(scope)
         state["request_id"] = request_id
         state["started_ns"] = time.perf_counter_ns()
@@ -166,6 +193,31 @@ class ExternalPathMiddleware:
         return scope
 
 
+class HeadAsGetMiddleware:
+    """``HEAD`` is answered wherever ``GET`` is: the GET answer's status and headers, no body.
+
+    FastAPI routes declared with ``@router.get`` answer HEAD with 405 (Starlette's own routes add
+    HEAD, FastAPI's do not); monitors and link checkers send HEAD to ``/``, ``/health``, ``/model``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 class BodyLimitMiddleware:
     """413 for bodies over ``max_bytes``: at once from Content-Length, else while streaming."""
 
@@ -217,8 +269,16 @@ class BodyLimitMiddleware:
 
 
 class JsonContentTypeMiddleware:
-    """415 for a POST/PUT/PATCH whose body is not declared as JSON (``application/json`` or
-    ``application/*+json``). An empty body (Content-Length: 0) passes, to get its 422."""
+    """415 for a POST/PUT/PATCH whose body is declared as something other than JSON.
+
+    ``application/json`` and ``application/*+json`` pass, and so does a body with NO Content-Type
+    header: it is parsed as JSON (FastAPI's convention, ``strict_content_type=False`` in
+    ``create_app``), because the POST events AWS's own tooling writes (Lambda console test
+    templates, ``sam local generate-event``, ALB samples) carry none. That choice is safe here:
+    the API keeps no ambient credential (no cookie, no session) for a cross-site form to ride on,
+    and without CORS headers a foreign page cannot read an answer. An empty body
+    (Content-Length: 0) passes too, to get its 422.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -226,7 +286,12 @@ class JsonContentTypeMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
             content_type = _header(scope, b"content-type")
-            if not _is_json(content_type) and _header(scope, b"content-length") != b"0":
+            declared_other = content_type is not None and content_type.strip() != b""
+            if (
+                declared_other
+                and not _is_json(content_type)
+                and _header(scope, b"content-length") != b"0"
+            ):
                 request_id = str(request_state(scope).get("request_id", ""))
                 await send_error(send, 415, NOT_JSON_MESSAGE, request_id)
                 return

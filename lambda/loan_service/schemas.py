@@ -175,7 +175,7 @@ class ErrorDetailPublic(BaseModel):
 
 
 class ErrorPublic(BaseModel):
-    """Every non-2xx answer. ``detail`` is present on 422 only."""
+    """Every non-2xx answer. ``detail`` and ``detail_total`` are present on 422 only."""
 
     model_config = _OUTPUT
 
@@ -183,12 +183,14 @@ class ErrorPublic(BaseModel):
     message: str
     request_id: str
     detail: list[ErrorDetailPublic] | None = None
+    detail_total: int | None = None
 
 
 class ValidationErrorPublic(ErrorPublic):
-    """A 422: each invalid field with its reason."""
+    """A 422: the first 20 invalid fields with their reasons, and how many errors there were."""
 
-    detail: list[ErrorDetailPublic]
+    detail: list[ErrorDetailPublic] = Field(max_length=20, description="At most 20 errors.")
+    detail_total: int = Field(ge=1, description="How many errors the request had in all.")
 
 
 class PredictionLogStatus(BaseModel):

@@ -25,6 +25,7 @@ people is a lookup on the code (``REASON_TEXT``), done only where a person reads
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -81,10 +82,22 @@ def _loan_amount(value: float, typical: float, _loan: Sequence[float]) -> str:
     return f"Loan balance of {_money(value)} (typical: {_money(typical)})"
 
 
+# Past this share of yearly income a percentage says nothing more (and an income of 1e-320, which
+# is > 0 and so valid, would make it "inf%"): the text says "over 100 times" instead.
+_MAX_DEBT_SHARE: Final = 100.0
+
+
+def _share_of_income(debt: float, income: float) -> str:
+    share = debt / income if income > 0 else math.inf
+    if not share <= _MAX_DEBT_SHARE:  # also inf and NaN: no text ever shows them
+        return f"over {_MAX_DEBT_SHARE:.0f} times yearly income"
+    return f"{share:.0%} of yearly income"
+
+
 def _total_debt(value: float, typical: float, loan: Sequence[float]) -> str:
     income = loan[FEATURES.index("income")]
     return (
-        f"Total debt of {_money(value)}, {value / income:.0%} of yearly income "
+        f"Total debt of {_money(value)}, {_share_of_income(value, income)} "
         f"(typical: {_money(typical)})"
     )
 
