@@ -43,6 +43,7 @@ from training.master_scale import derive_master_scale
 from training.normalization import FeatureStats, compute_stats, normalize, stats_to_json
 from training.onnx_export import convert_to_onnx, onnx_probabilities, verify_parity
 from training.progress import Progress
+from training.redaction import redact
 from training.reference import build_reference, numeric_reference
 from training.report import INDEX_FILE, ReportInput, write_report
 from training.results import CandidateResult
@@ -253,7 +254,7 @@ def run_training(config: TrainingConfig, progress: Progress) -> TrainingOutcome:
                 manifest["mlflow"] = tracker.summary()
                 write_json(staging / MANIFEST_FILE, manifest)
         if tracker.status == "tracked":
-            progress.say(f"  MLflow run {tracker.run_id} at {tracker.tracking_uri}")
+            progress.say(f"  MLflow run {tracker.run_id} at {redact(tracker.tracking_uri or '')}")
     return TrainingOutcome(
         out=config.out, manifest=manifest, report_index=config.out / REPORT_DIR / INDEX_FILE
     )

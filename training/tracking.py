@@ -20,12 +20,15 @@ import socket
 import sys
 import urllib.error
 import urllib.request
+from base64 import b64encode
 from contextlib import nullcontext, redirect_stderr
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
+
+from training.redaction import install_log_redaction, redact
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TRACKING_URI = f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
@@ -136,14 +139,15 @@ class TrainingTracker:
         """The manifest's ``mlflow`` entry."""
         return {
             "status": self.status,
-            "tracking_uri": self.tracking_uri,
-            "detail": self.detail,
+            "tracking_uri": None if self.tracking_uri is None else redact(self.tracking_uri),
+            "detail": None if self.detail is None else redact(self.detail),
             "registered_model": self.registered_model,
         }
 
     def _start_run(self) -> None:
         for name, value in MLFLOW_CLIENT_DEFAULTS.items():
             os.environ.setdefault(name, value)
+        install_log_redaction()  # MLflow's and urllib3's warnings name the URI they failed on
         import mlflow
 
         if self.quiet:
@@ -198,6 +202,7 @@ class TrainingTracker:
         self._warn(f"MLflow tracking at {self.tracking_uri}: {problem}; training goes on")
 
     def _warn(self, message: str) -> None:
+        message = redact(message)
         self.warnings.append(message)
         print(f"warning: {message}", file=sys.stderr, flush=True)
 
@@ -243,17 +248,21 @@ def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> s
     if parts.scheme not in ("http", "https"):
         return None
     host = parts.hostname
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        host = None
     if not host:
-        return f"tracking URI {uri!r} has no host"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"tracking URI {redact(uri)!r} has no host or an invalid port"
     try:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as error:
         return f"cannot connect to {host}:{port} ({_one_line(error) or type(error).__name__})"
-    health = f"{uri.rstrip('/')}/health"
+    request = _health_request(parts, host, port)
+    health = request.full_url
     try:
-        with urllib.request.urlopen(health, timeout=timeout):  # http(s) only, checked above
+        with urllib.request.urlopen(request, timeout=timeout):  # http(s) only, checked above
             return None
     except urllib.error.HTTPError:
         return None  # the server answered (auth or a proxy may reject /health): reachable
@@ -261,6 +270,20 @@ def probe_tracking_server(uri: str, timeout: float = PROBE_TIMEOUT_SECONDS) -> s
         return f"{health} did not answer within {timeout:g}s ({_one_line(error)})"
 
 
+def _health_request(parts: SplitResult, host: str, port: int) -> urllib.request.Request:
+    """``GET <server>/health``: urllib takes no userinfo in a URL, so the bare address, with
+    the URI's credentials (if any) in a Basic authorization header."""
+    netloc = f"[{host}]" if ":" in host else host
+    request = urllib.request.Request(
+        f"{parts.scheme}://{netloc}:{port}{parts.path.rstrip('/')}/health"
+    )
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + b64encode(credentials.encode()).decode())
+    return request
+
+
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
+    """The first line of ``error`` (redacted BEFORE it is cut, so no secret is half-shown)."""
+    text = redact(str(error)).strip()
     return text.splitlines()[0][:300] if text else type(error).__name__

@@ -26,6 +26,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from loan_service.prediction_log import PredictionLog
+from loan_service.redaction import install_log_redaction, redacting_serializer
 from loan_service.settings import Settings
 
 LATENCY_RESERVOIR_SIZE: Final = 100  # EMF takes at most 100 values per metric per document
@@ -65,12 +66,18 @@ def readable_log_line(record: dict[str, Any]) -> str:
     return line
 
 
+def _json_line(record: dict[str, Any]) -> str:
+    """Powertools' own serialization (compact JSON, ``str`` for the rest)."""
+    return json.dumps(record, default=str, separators=(",", ":"), ensure_ascii=False)
+
+
 def build_logger(settings: Settings, stream: IO[str] | None = None) -> Logger:
     """The service logger; our modules' ``loan_service.*`` loggers write through its handler."""
-    options: dict[str, Any] = {}
+    install_log_redaction()
+    options: dict[str, Any] = {"json_serializer": redacting_serializer(_json_line)}
     if not settings.on_lambda:
         options = {
-            "json_serializer": readable_log_line,
+            "json_serializer": redacting_serializer(readable_log_line),
             "serialize_stacktrace": False,
             "datefmt": "%H:%M:%S",
         }

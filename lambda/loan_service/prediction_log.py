@@ -57,6 +57,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from loan_service.redaction import redact
 from loan_service.schemas import FEATURES, PredictionLogStatus
 from loan_service.settings import Settings
 
@@ -478,7 +479,7 @@ class BackgroundPredictionLog:
                 _log.warning(
                     "MLflow prediction logging cannot connect (%s: %s); retrying in %.0f s",
                     type(exc).__name__,
-                    str(exc)[:300],
+                    redact(str(exc))[:300],
                     self._delay,
                 )
                 if self._back_off():
@@ -532,7 +533,7 @@ class BackgroundPredictionLog:
                         "MLflow prediction export failed (%s: %s); backing off (records queue up "
                         "to the limit, then are dropped and counted)",
                         type(exc).__name__,
-                        str(exc)[:300],
+                        redact(str(exc))[:300],
                     )
                 self._state = "backoff"
                 if self._back_off():
