@@ -84,7 +84,10 @@ EVENTBRIDGE_EVENT: dict[str, Any] = {
 @pytest.fixture(scope="module")
 def lambda_handler(trained_artifacts: Path) -> tuple[LambdaHandler, PredictionService, io.StringIO]:
     stream = io.StringIO()
-    handler, service = build_test_handler(trained_artifacts, on_lambda=True, log_stream=stream)
+    # Powertools keeps one handler per service name: a name of its own gets this stream, as JSON.
+    handler, service = build_test_handler(
+        trained_artifacts, on_lambda=True, log_stream=stream, service_name="loan-default-refusals"
+    )
     return handler, service, stream
 
 
