@@ -1,4 +1,4 @@
-"""Command line: ``python -m training --data PATH --out DIR [--seed N] [--no-mlflow] [--quiet]``.
+"""Command line: ``python -m training --data CSV [--schema TOML] --out DIR [--seed N] [--quiet]``.
 
 Exit codes: 0 trained; 2 the data (or the arguments) cannot be trained on - the message names the
 column and the first offending rows, and no artifact folder is written or changed.
@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from training.book_file import DEFAULT_SCHEMA, SchemaFileError
 from training.data import DataValidationError
 from training.normalization import ConstantFeatureError
 from training.pipeline import DEFAULT_SEED, TrainingConfig, run_training
@@ -30,6 +31,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--data", type=Path, default=DEFAULT_DATA, help=f"loan-book CSV (default {DEFAULT_DATA})"
     )
     parser.add_argument(
+        "--schema",
+        type=Path,
+        default=DEFAULT_SCHEMA,
+        help="the loan book's schema file (TOML; default: the default book, Data/schema.toml)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"artifact folder (default {DEFAULT_OUT})"
     )
     parser.add_argument(
@@ -44,10 +51,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run training; return the process exit code."""
     args = build_parser(prog).parse_args(argv)
     progress = Progress(quiet=args.quiet)
-    config = TrainingConfig(data=args.data, out=args.out, seed=args.seed, track=not args.no_mlflow)
+    config = TrainingConfig(
+        data=args.data, out=args.out, schema=args.schema, seed=args.seed, track=not args.no_mlflow
+    )
     try:
         outcome = run_training(config, progress)
-    except (DataValidationError, ConstantFeatureError) as error:
+    except (SchemaFileError, DataValidationError, ConstantFeatureError) as error:
         print(f"error: {error}", file=sys.stderr)
         print("error: training stopped; no artifact folder was written.", file=sys.stderr)
         return EXIT_BAD_DATA

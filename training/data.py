@@ -15,14 +15,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from training.schema import (
-    FEATURES,
-    FICO_COLUMN,
-    FICO_RANGE,
-    NON_NEGATIVE_COLUMNS,
-    REQUIRED_COLUMNS,
-    TARGET,
-)
+from loan_service.book import BookSchema, FeatureSpec
+from training.book_file import line_of  # noqa: F401  (re-exported for callers' messages)
+from training.schema import DEFAULT_BOOK
 
 ROWS_SHOWN = 5
 """How many offending row numbers a message lists; enough to find the pattern, short to read."""
@@ -73,12 +68,15 @@ class DataValidationError(ValueError):
 
 @dataclass(frozen=True)
 class LoanBook:
-    """A validated loan book: the six features as float64, the 0/1 target, and the file's hash."""
+    """A validated loan book: the features as float64 in schema order (a category as the index of
+    its value in the schema's ``values``), the 0/1 target (1 = defaulted), the file's hash, and
+    the schema completed with the category values found in the file where it listed none."""
 
     features: npt.NDArray[np.float64]
     target: npt.NDArray[np.int64]
     sha256: str
     path: Path
+    schema: BookSchema = DEFAULT_BOOK
 
     @property
     def rows(self) -> int:
@@ -100,10 +98,13 @@ def sha256_of_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_loan_book(path: Path) -> LoanBook:
-    """Read ``path`` and return it validated, or raise :class:`DataValidationError`."""
+def load_loan_book(path: Path, schema: BookSchema = DEFAULT_BOOK) -> LoanBook:
+    """Read ``path`` and return it validated against ``schema``, or raise
+    :class:`DataValidationError`."""
     frame = _read_csv_as_text(path)
-    missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
+    target_column = schema.target.column
+    required = (*schema.feature_names, target_column)
+    missing = [column for column in required if column not in frame.columns]
     if missing:
         found = ", ".join(str(column) for column in frame.columns) or "(none)"
         raise DataValidationError(
@@ -116,24 +117,63 @@ def load_loan_book(path: Path) -> LoanBook:
     if frame.empty:
         raise DataValidationError(path, [DataIssue(None, "the file has a header but no rows")])
 
-    issues: list[DataIssue] = []
-    numeric: dict[str, pd.Series] = {}
-    for column in REQUIRED_COLUMNS:
-        values, column_issues = _parse_numeric(frame[column], column)
-        numeric[column] = values
-        issues.extend(column_issues)
+    numeric, text, target, issues = _parse_columns(frame, schema)
     if not issues:
-        issues.extend(_check_ranges(numeric))
+        for feature in schema.features:
+            if feature.is_category:
+                issues.extend(_check_category(text[feature.name], feature))
+            else:
+                issues.extend(_check_range(numeric[feature.name], feature))
     if not issues:
-        issues.extend(_check_target(numeric[TARGET]))
+        defaulted, target_issues = _check_target(target, schema)
+        issues.extend(target_issues)
     if not issues:
-        issues.extend(_check_constant_features(numeric))
+        issues.extend(_check_constant_features(schema, numeric, text))
     if issues:
         raise DataValidationError(path, issues)
 
-    features = np.column_stack([numeric[column].to_numpy(np.float64) for column in FEATURES])
-    target = numeric[TARGET].to_numpy(np.float64).astype(np.int64)
-    return LoanBook(features=features, target=target, sha256=sha256_of_file(path), path=path)
+    found_values = {
+        feature.name: sorted(text[feature.name].unique())
+        for feature in schema.categories
+        if feature.values is None
+    }
+    schema = schema.with_values(found_values) if found_values else schema
+    columns = []
+    for feature in schema.features:
+        if feature.is_category:
+            codes = {value: index for index, value in enumerate(feature.values or ())}
+            columns.append(text[feature.name].map(codes).to_numpy(np.float64))
+        else:
+            columns.append(numeric[feature.name].to_numpy(np.float64))
+    return LoanBook(
+        features=np.column_stack(columns),
+        target=defaulted,
+        sha256=sha256_of_file(path),
+        path=path,
+        schema=schema,
+    )
+
+
+def _parse_columns(
+    frame: pd.DataFrame, schema: BookSchema
+) -> tuple[dict[str, pd.Series], dict[str, pd.Series], pd.Series, list[DataIssue]]:
+    """Numbers parsed, categories (and a text target) stripped; the cells that fail, reported."""
+    issues: list[DataIssue] = []
+    numeric: dict[str, pd.Series] = {}
+    text: dict[str, pd.Series] = {}
+    for feature in schema.features:
+        if feature.is_category:
+            text[feature.name], column_issues = _parse_text(frame[feature.name], feature.name)
+        else:
+            numeric[feature.name], column_issues = _parse_numeric(frame[feature.name], feature.name)
+        issues.extend(column_issues)
+    column = schema.target.column
+    if isinstance(schema.target.default_value, str):
+        target, target_issues = _parse_text(frame[column], column)
+    else:
+        target, target_issues = _parse_numeric(frame[column], column)
+    issues.extend(target_issues)
+    return numeric, text, target, issues
 
 
 def _read_csv_as_text(path: Path) -> pd.DataFrame:
@@ -183,57 +223,146 @@ def _parse_numeric(text: pd.Series, column: str) -> tuple[pd.Series, list[DataIs
     return values, issues
 
 
-def _check_ranges(numeric: dict[str, pd.Series]) -> list[DataIssue]:
+def _parse_text(text: pd.Series, column: str) -> tuple[pd.Series, list[DataIssue]]:
+    """A category (or text target) column: stripped text; empty/NaN cells are reported."""
+    stripped = text.str.strip()
+    is_missing = stripped.str.lower().isin(_MISSING_TOKENS)
     issues = []
-    for column in NON_NEGATIVE_COLUMNS:
-        negative = numeric[column] < 0
-        if negative.any():
-            issues.append(_issue(column, "negative value (must be >= 0)", negative))
-    low, high = FICO_RANGE
-    fico = numeric[FICO_COLUMN]
-    outside = (fico < low) | (fico > high)
-    if outside.any():
-        issues.append(_issue(FICO_COLUMN, f"FICO score outside {low:.0f}..{high:.0f}", outside))
+    if is_missing.any():
+        issues.append(_issue(column, "missing value (empty or NaN)", is_missing))
+    return stripped, issues
+
+
+def _bound(value: float) -> str:
+    """300 -> '300', 1e9 -> '1,000,000,000', 0.5 -> '0.5'."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def _check_range(values: pd.Series, feature: FeatureSpec) -> list[DataIssue]:
+    """The schema's bounds and, for integers, whole numbers; each rule named in its message."""
+    column = feature.name
+    issues = []
+    low, high = feature.min, feature.max
+    if feature.greater_than is not None:
+        at_or_below = values <= feature.greater_than
+        if at_or_below.any():
+            problem = (
+                "zero or negative value (must be > 0)"
+                if feature.greater_than == 0.0
+                else f"value at or below {_bound(feature.greater_than)} (must be more)"
+            )
+            issues.append(_issue(column, problem, at_or_below))
+    elif low == 0.0 and (values < 0).any():
+        issues.append(_issue(column, "negative value (must be >= 0)", values < 0))
+    elif low is not None and high is not None:
+        outside = (values < low) | (values > high)
+        if outside.any():
+            issues.append(
+                _issue(column, f"{feature.title} outside {_bound(low)}..{_bound(high)}", outside)
+            )
+        return issues
+    elif low is not None and (values < low).any():
+        issues.append(_issue(column, f"value below {_bound(low)} (the minimum)", values < low))
+    if high is not None and (values > high).any():
+        issues.append(_issue(column, f"value above {_bound(high)} (the maximum)", values > high))
+    if feature.type == "integer":
+        fractional = values != np.floor(values)
+        if fractional.any():
+            issues.append(_issue(column, "not a whole number", fractional))
     return issues
 
 
-def _check_target(target: pd.Series) -> list[DataIssue]:
-    not_binary = ~target.isin([0.0, 1.0])
-    if not_binary.any():
-        return [_issue(TARGET, "target must be 0 or 1", not_binary)]
-    classes, counts = np.unique(target.to_numpy(), return_counts=True)
-    if classes.size < 2:
-        only = int(target.iloc[0])
-        return [
+def _check_category(values: pd.Series, feature: FeatureSpec) -> list[DataIssue]:
+    if feature.values is None:
+        return []
+    not_allowed = ~values.isin(feature.values)
+    if not not_allowed.any():
+        return []
+    seen = ", ".join(sorted(values[not_allowed].unique())[:ROWS_SHOWN])
+    return [
+        _issue(
+            feature.name,
+            f"value not allowed ({seen}; allowed: {', '.join(feature.values)})",
+            not_allowed,
+        )
+    ]
+
+
+def _show(value: object) -> str:
+    return _bound(float(value)) if isinstance(value, int | float) else str(value)
+
+
+def _check_target(
+    target: pd.Series, schema: BookSchema
+) -> tuple[npt.NDArray[np.int64], list[DataIssue]]:
+    """1 where the row is the schema's default value; the other value must be the only other."""
+    column = schema.target.column
+    spec = schema.target
+    value = spec.default_value
+    default: object = value if isinstance(value, str) else float(value)
+    is_default = target == default
+    others = target[~is_default]
+    if spec.repaid_value is not None:
+        given = spec.repaid_value
+        repaid: object = given if isinstance(given, str) else float(given)
+        neither = ~is_default & (target != repaid)
+        if neither.any():
+            problem = f"target must be {_show(repaid)} or {_show(default)}"
+            return np.empty(0, np.int64), [_issue(column, problem, neither)]
+    else:
+        counts = others.value_counts()
+        if counts.size > 1:
+            repaid = counts.index[0]
+            neither = ~is_default & (target != repaid)
+            problem = (
+                f"target must be {_show(default)} (default) or one other value (repaid); "
+                f"found also {', '.join(_show(v) for v in counts.index[1 : ROWS_SHOWN + 1])}"
+            )
+            return np.empty(0, np.int64), [_issue(column, problem, neither)]
+        repaid = counts.index[0] if counts.size else None
+    defaulted = is_default.to_numpy(bool).astype(np.int64)
+    rows_default = int(defaulted.sum())
+    rows_repaid = int(defaulted.size - rows_default)
+    if rows_default == 0 or rows_repaid == 0:
+        other = _show(repaid) if repaid is not None else "a repaid value"
+        return np.empty(0, np.int64), [
             DataIssue(
-                TARGET,
-                f"only one class present (every row is {only}); a classifier needs both 0 and 1",
+                column,
+                f"only one class present (every row is {_show(target.iloc[0])}); a classifier "
+                f"needs both {other} and {_show(default)}",
             )
         ]
-    rarest_class, rarest_count = int(classes[counts.argmin()]), int(counts.min())
+    rarest_count = min(rows_default, rows_repaid)
+    rarest_class = default if rows_default <= rows_repaid else repaid
     if rarest_count < MIN_ROWS_PER_CLASS:
-        return [
+        return np.empty(0, np.int64), [
             DataIssue(
-                TARGET,
-                f"only {rarest_count} rows of class {rarest_class}; at least "
+                column,
+                f"only {rarest_count} rows of class {_show(rarest_class)}; at least "
                 f"{MIN_ROWS_PER_CLASS} are needed for a stratified split and "
                 "5-fold cross-validation",
             )
         ]
-    return []
+    return defaulted, []
 
 
-def _check_constant_features(numeric: dict[str, pd.Series]) -> list[DataIssue]:
+def _check_constant_features(
+    schema: BookSchema, numeric: dict[str, pd.Series], text: dict[str, pd.Series]
+) -> list[DataIssue]:
     """A constant feature has standard deviation 0: normalization would divide by zero."""
     issues = []
-    for column in FEATURES:
-        values = numeric[column]
+    for feature in schema.features:
+        column = feature.name
+        values = text[column] if feature.is_category else numeric[column]
         if values.nunique() == 1:
+            shown = values.iloc[0] if feature.is_category else f"{values.iloc[0]:g}"
             issues.append(
                 DataIssue(
                     column,
-                    f"constant column (every row is {values.iloc[0]:g}); its standard deviation "
-                    "is 0, so it cannot be normalized and carries no information",
+                    f"constant column (every row is {shown}); its standard deviation "
+                    "is 0, so it cannot be normalized and carries no information"
+                    if not feature.is_category
+                    else f"constant column (every row is {shown}); it carries no information",
                 )
             )
     return issues

@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from loan_service.book import BookSchema
+from loan_service.sklearn_model import design_matrix, design_names, with_one_hot
+from training.book_file import DEFAULT_SCHEMA, load_schema
 from training.calibration import base_estimator, calibrate_on_out_of_fold, calibration_summary
 from training.candidates import CANDIDATES, Candidate, json_safe_params
 from training.cross_fit import FOLDS, TRAINING_THREADS, CrossFit, FitDone, cross_fit, fold_splitter
@@ -47,7 +50,7 @@ from training.redaction import redact
 from training.reference import build_reference, numeric_reference
 from training.report import INDEX_FILE, ReportInput, write_report
 from training.results import CandidateResult
-from training.schema import DECISION_THRESHOLD, FEATURES, TARGET
+from training.schema import DECISION_THRESHOLD
 from training.split import TEST_FRACTION, Split, stratified_split
 from training.tracking import RunPayload, TrainingTracker
 
@@ -60,6 +63,7 @@ class TrainingConfig:
 
     data: Path
     out: Path
+    schema: Path = DEFAULT_SCHEMA
     seed: int = DEFAULT_SEED
     track: bool = True
     candidates: tuple[Candidate, ...] = CANDIDATES
@@ -76,13 +80,26 @@ class TrainingOutcome:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """The loan book split and normalized with training-split statistics."""
+    """The loan book split and normalized with training-split statistics.
+
+    ``*_input`` is the model input (numbers normalized, categories as indices), what the
+    exported model takes; ``*_features`` the design matrix the candidates are fitted on (the
+    same rows with each category one-hot encoded; identical to the input without categories).
+    """
 
     book: LoanBook
     split: Split
     stats: FeatureStats
     train_features: npt.NDArray[np.float64]
     test_features: npt.NDArray[np.float64]
+    train_input: npt.NDArray[np.float64]
+    test_input: npt.NDArray[np.float64]
+    encoder: Any = None
+
+    @property
+    def schema(self) -> BookSchema:
+        """The book's schema, completed with the category values found in the data."""
+        return self.book.schema
 
     @property
     def train_target(self) -> npt.NDArray[np.int64]:
@@ -98,13 +115,22 @@ class PreparedData:
 def prepare_data(book: LoanBook, seed: int) -> PreparedData:
     """Split first, then compute statistics on the training rows and normalize both parts."""
     split = stratified_split(book.target, seed)
-    stats = compute_stats(book.features[split.train])
+    stats = compute_stats(book.features[split.train], book.schema)
+    train_input = normalize(book.features[split.train], stats, book.schema)
+    test_input = normalize(book.features[split.test], stats, book.schema)
+    encoder, train_features = design_matrix(book.schema, train_input)
+    test_features = (
+        test_input if encoder is None else np.asarray(encoder.transform(test_input), np.float64)
+    )
     return PreparedData(
         book=book,
         split=split,
         stats=stats,
-        train_features=normalize(book.features[split.train], stats),
-        test_features=normalize(book.features[split.test], stats),
+        train_features=train_features,
+        test_features=test_features,
+        train_input=train_input,
+        test_input=test_input,
+        encoder=encoder,
     )
 
 
@@ -186,8 +212,8 @@ def choose(results: list[CandidateResult]) -> Selection:
 
 def run_training(config: TrainingConfig, progress: Progress) -> TrainingOutcome:
     """Train, choose, export and track; the artifact folder appears only when all succeeded."""
-    with progress.stage(f"load and validate {config.data}"):
-        book = load_loan_book(config.data)
+    with progress.stage(f"load and validate {config.data} against {config.schema.name}"):
+        book = load_loan_book(config.data, load_schema(config.schema))
     with progress.stage(
         f"stratified split ({1 - TEST_FRACTION:.0%} train / {TEST_FRACTION:.0%} test) "
         "and normalization statistics from the training rows"
@@ -230,6 +256,7 @@ def run_training(config: TrainingConfig, progress: Progress) -> TrainingOutcome:
                     model_version=model_version,
                     created_at=manifest["created_at"],
                     seed=config.seed,
+                    design_names=design_names(data.schema),
                 ),
                 staging / REPORT_DIR,
             )
@@ -265,13 +292,15 @@ def _export_models(
 ) -> bytes:
     import joblib
 
-    model = chosen.calibrated_model
+    model = exported_model(chosen, data)
     joblib.dump(model, folder / MODEL_FILE)
     (folder / STATS_FILE).write_text(stats_to_json(data.stats), encoding="utf-8")
     onnx_bytes = convert_to_onnx(
-        model, metadata={"model_version": model_version, "features": ",".join(FEATURES)}
+        model,
+        metadata={"model_version": model_version, "features": ",".join(data.schema.feature_names)},
+        book=data.schema,
     ).SerializeToString()
-    all_rows = normalize(data.book.features, data.stats)
+    all_rows = normalize(data.book.features, data.stats, data.schema)
     verify_parity(model, onnx_bytes, all_rows)
     (folder / ONNX_FILE).write_bytes(onnx_bytes)
     return onnx_bytes
@@ -297,6 +326,12 @@ def _write_reference(
     return grades
 
 
+def exported_model(chosen: CandidateResult, data: PreparedData) -> Any:
+    """What ``best_model.pkl`` holds: the calibrated model taking the model input (behind the
+    one-hot step for a book with categories)."""
+    return with_one_hot(data.encoder, chosen.calibrated_model)
+
+
 def _manifest(
     *,
     config: TrainingConfig,
@@ -312,8 +347,9 @@ def _manifest(
         "schema_version": SCHEMA_VERSION,
         "model_version": model_version,
         "created_at": created.isoformat().replace("+00:00", "Z"),
-        "features": list(FEATURES),
-        "target": TARGET,
+        "features": list(data.schema.feature_names),
+        "target": data.schema.target.column,
+        "schema": data.schema.to_manifest(),
         "threshold": DECISION_THRESHOLD,
         "model": {
             "name": chosen.name,
@@ -383,7 +419,8 @@ def _run_payload(
     for key, value in chosen.metrics.items():
         if isinstance(value, float):
             metrics[f"chosen.{key}"] = value
-    example = data.train_features[:5]
+    example = data.train_input[:5]
+    model = exported_model(chosen, data)
     return RunPayload(
         params=params,
         metrics=metrics,
@@ -399,9 +436,9 @@ def _run_payload(
             (folder / ONNX_FILE, "onnx"),
         ],
         artifact_dirs=[(folder / REPORT_DIR, "report")],
-        model=chosen.calibrated_model,
+        model=model,
         input_example=example,
-        output_example=chosen.calibrated_model.predict_proba(example),
+        output_example=model.predict_proba(example),
         pip_requirements=_pip_requirements(manifest["versions"]),
     )
 

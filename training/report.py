@@ -19,7 +19,7 @@ import numpy.typing as npt
 from training.calibration import reliability_curve
 from training.normalization import FeatureStats
 from training.results import CandidateResult
-from training.schema import DECISION_THRESHOLD, FEATURES
+from training.schema import DECISION_THRESHOLD
 
 PLOT_FILES = {
     "roc": "roc.png",
@@ -48,6 +48,8 @@ class ReportInput:
     model_version: str
     created_at: str
     seed: int
+    design_names: Sequence[str] = ()
+    """One name per column the candidates were fitted on (their weights' order)."""
 
 
 def write_report(report: ReportInput, folder: Path) -> list[Path]:
@@ -186,11 +188,12 @@ def _plot_confusion_matrices(report: ReportInput, path: Path) -> None:
 
 def _plot_feature_weights(report: ReportInput, path: Path) -> None:
     figure, axes = _figure(columns=len(report.results))
-    positions = np.arange(len(FEATURES))
+    names = list(report.design_names) or [str(name) for name in report.stats]
+    positions = np.arange(len(names))
     for axis, colour, result in zip(np.atleast_1d(axes), _COLOURS, report.results, strict=False):
         axis.barh(positions, result.weights, color=colour)
         axis.axvline(0, color="#555555", linewidth=0.8)
-        axis.set_yticks(positions, labels=list(FEATURES))
+        axis.set_yticks(positions, labels=names)
         axis.invert_yaxis()
         axis.set(title=result.name, xlabel=result.weight_kind)
     _save(figure, path)
@@ -295,7 +298,8 @@ def render_index(report: ReportInput) -> str:
             for key in ("mean", "std", "min", "q50", "max")
         )
         + "</tr>"
-        for name in FEATURES
+        for name in report.stats
+        if "mean" in report.stats[name]
     )
     data = report.data
     calibration = report.calibration

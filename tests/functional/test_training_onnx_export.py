@@ -18,10 +18,16 @@ import numpy as np
 import pytest
 from skl2onnx.common import tree_ensemble
 
+from loan_service.sklearn_model import calibrated_log_odds
 from training.candidates import CANDIDATES, RANDOM_FOREST, Candidate
 from training.data import LoanBook, load_loan_book
 from training.normalization import normalize
-from training.onnx_export import PARITY_TOLERANCE, convert_to_onnx, onnx_probabilities
+from training.onnx_export import (
+    PARITY_TOLERANCE,
+    convert_to_onnx,
+    onnx_outputs,
+    onnx_probabilities,
+)
 from training.pipeline import TrainingConfig, run_training
 from training.progress import Progress
 
@@ -54,7 +60,7 @@ def test_the_forced_candidate_is_the_exported_model(
     assert manifest["model"]["selection_reason"].startswith("only candidate")
 
 
-def test_exported_graph_outputs_probabilities_only_and_keeps_no_node_that_feeds_nothing(
+def test_exported_graph_outputs_probabilities_and_log_odds_and_no_node_that_feeds_nothing(
     single_candidate_folder: tuple[Candidate, Path],
 ) -> None:
     import onnx
@@ -62,8 +68,8 @@ def test_exported_graph_outputs_probabilities_only_and_keeps_no_node_that_feeds_
     _, folder = single_candidate_folder
     graph = onnx.load(folder / "model.onnx").graph
 
-    assert [output.name for output in graph.output] == ["probabilities"]
-    consumed = {name for node in graph.node for name in node.input} | {"probabilities"}
+    assert [output.name for output in graph.output] == ["probabilities", "log_odds"]
+    consumed = {name for node in graph.node for name in node.input} | {"probabilities", "log_odds"}
     assert all(set(node.output) & consumed for node in graph.node)
     assert "ArgMax" not in {node.op_type for node in graph.node}  # skl2onnx's label branch
     assert {tensor.name for tensor in graph.initializer} <= consumed
@@ -81,8 +87,12 @@ def test_onnx_matches_scikit_learn_on_every_reference_loan(
         onnx_probabilities((folder / "model.onnx").read_bytes(), batch)
         - model.predict_proba(batch)[:, 1]
     )
+    _, log_odds = onnx_outputs((folder / "model.onnx").read_bytes(), batch)
+    expected_log_odds = calibrated_log_odds(model, batch)
 
     assert gap.max() <= PARITY_TOLERANCE
+    assert np.all(np.isfinite(log_odds))
+    assert np.allclose(log_odds, expected_log_odds, rtol=PARITY_TOLERANCE, atol=PARITY_TOLERANCE)
 
 
 def loans_on_thresholds(forest: Any, loans: np.ndarray) -> np.ndarray:

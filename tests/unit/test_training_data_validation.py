@@ -122,7 +122,6 @@ def test_infinite_value_is_rejected(tmp_path: Path) -> None:
     [
         "loan_amt_outstanding",
         "total_debt_outstanding",
-        "income",
         "credit_lines_outstanding",
         "years_employed",
     ],
@@ -134,6 +133,16 @@ def test_negative_amounts_and_counts_are_rejected(tmp_path: Path, column: str) -
 
     assert error.column == column
     assert "negative value (must be >= 0) in 1 row; first data row: 12" in str(error)
+
+
+@pytest.mark.parametrize("income", ["-1", "0"])
+def test_income_must_be_more_than_zero(tmp_path: Path, income: str) -> None:
+    rows = with_cell(valid_rows(), 12, "income", income)
+
+    error = rejection(write_book(tmp_path, rows))
+
+    assert error.column == "income"
+    assert "zero or negative value (must be > 0) in 1 row; first data row: 12" in str(error)
 
 
 @pytest.mark.parametrize("score", ["299", "851", "0", "9000"])
