@@ -47,7 +47,7 @@ from training.normalization import FeatureStats, compute_stats, normalize, stats
 from training.onnx_export import convert_to_onnx, onnx_probabilities, verify_parity
 from training.progress import Progress
 from training.redaction import redact
-from training.reference import build_reference, numeric_reference
+from training.reference import build_reference, category_reference, numeric_reference
 from training.report import INDEX_FILE, ReportInput, write_report
 from training.results import CandidateResult
 from training.schema import DECISION_THRESHOLD
@@ -311,7 +311,7 @@ def _write_reference(
 ) -> dict[str, Any]:
     """The master scale (returned for the manifest) and reference.json, both from the training
     split's PDs as serving computes them (the ONNX graph)."""
-    probability = onnx_probabilities(onnx_bytes, data.train_features).astype(np.float64)
+    probability = onnx_probabilities(onnx_bytes, data.train_input).astype(np.float64)
     grades = derive_master_scale(probability, data.train_target)
     train_rows = data.book.features[data.split.train]
     reference = build_reference(
@@ -319,7 +319,12 @@ def _write_reference(
         probability=probability,
         grade_shares=[grade["train_share"] for grade in grades["scale"]],
         features={
-            name: numeric_reference(train_rows[:, index]) for index, name in enumerate(FEATURES)
+            feature.name: category_reference(
+                [feature.values[int(code)] for code in train_rows[:, index]], feature.values
+            )
+            if feature.is_category and feature.values
+            else numeric_reference(train_rows[:, index])
+            for index, feature in enumerate(data.schema.features)
         },
     )
     write_json(folder / REFERENCE_FILE, reference)

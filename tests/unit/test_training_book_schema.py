@@ -185,5 +185,5 @@ def test_model_input_encodes_raw_columns_in_schema_order(tmp_path: Path) -> None
     assert encoder.raw_matrix(columns).tolist() == [[1010.0, 2.0, 1.0], [990.0, 0.0, 0.0]]
     assert encoder.encode(columns).dtype == np.float32
     assert encoder.encode(columns).tolist() == [[1.0, 2.0, 1.0], [-1.0, 0.0, 0.0]]
-    with pytest.raises(UnknownCategoryError, match="column 'purpose'.*allowed: car, education"):
+    with pytest.raises(UnknownCategoryError, match=r"column 'purpose'.*allowed: car, education"):
         encoder.raw_matrix({**columns, "purpose": ["home", "boat"]})
