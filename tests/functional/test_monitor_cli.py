@@ -242,3 +242,17 @@ def test_an_existing_report_survives_a_refused_run(
     )
     assert "does not exist" in capsys.readouterr().err
     assert (out / "monitor.json").read_bytes() == before
+
+
+def test_the_score_commands_own_output_is_monitored(
+    trained_artifacts: Path, tmp_path: Path
+) -> None:
+    scored = tmp_path / "scored.parquet"
+    arguments = [str(PROJECT_CSV), "--out", str(scored), "--artifacts", str(trained_artifacts)]
+    code = cli.main(["score", *arguments, "--quiet"])
+    assert code == 0
+    out = tmp_path / "report"
+    assert monitor("--artifacts", trained_artifacts, "--scored", scored, "--out", out) == 0
+    result = read(out)
+    assert result["window"]["loans"] == 10_000
+    assert result["verdict"] == "stable"
