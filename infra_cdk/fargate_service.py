@@ -9,6 +9,7 @@ unprivileged uid on a read-only root file system.
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -34,6 +35,7 @@ ENTRY_POINT = ["python3", "-m", "http_server"]
 COMMAND = ["--host", "0.0.0.0", "--port", str(CONTAINER_PORT)]
 # Non-root: any uid works, the image needs no /etc/passwd entry for it.
 CONTAINER_USER = "1000"
+DEPLOYMENT_ALARM_PERIOD = Duration.minutes(1)
 
 
 class FargateService(Construct):
@@ -185,6 +187,8 @@ class FargateService(Construct):
             deregistration_delay=Duration.seconds(30),
         )
 
+        self.deployment_alarms = self._deployment_alarms(settings)
+
         scaling = self.service.auto_scale_task_count(
             min_capacity=settings.min_tasks, max_capacity=settings.max_tasks
         )
@@ -205,6 +209,41 @@ class FargateService(Construct):
         if settings.waf:
             RegionalWebAcl(self, "Waf", resource_arn=self.load_balancer.load_balancer_arn)
         self._acknowledge_findings(settings)
+
+    def _deployment_alarms(self, settings: Settings) -> tuple[cloudwatch.Alarm, ...]:
+        """Target 5xx answers and p99 response time: either in alarm during a rolling deployment
+        rolls it back (on top of the circuit breaker, which only sees tasks that fail to start).
+        """
+        metrics = self.target_group.metrics
+        errors = cloudwatch.Alarm(
+            self,
+            "Target5xxAlarm",
+            alarm_description="5xx answers from the service's tasks (not the load balancer's own)",
+            metric=metrics.http_code_target(
+                elbv2.HttpCodeTarget.TARGET_5XX_COUNT,
+                period=DEPLOYMENT_ALARM_PERIOD,
+                statistic="Sum",
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        latency = cloudwatch.Alarm(
+            self,
+            "TargetLatencyP99Alarm",
+            alarm_description=f"p99 target response time over {settings.latency_p99_budget_ms} ms",
+            metric=metrics.target_response_time(period=DEPLOYMENT_ALARM_PERIOD, statistic="p99"),
+            threshold=settings.latency_p99_budget_ms / 1000.0,  # the metric is in seconds
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarms = (errors, latency)
+        self.service.enable_deployment_alarms(
+            [alarm.alarm_name for alarm in alarms], behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM
+        )
+        return alarms
 
     def _vpc(self, settings: Settings) -> ec2.IVpc:
         """A looked-up VPC (context ``vpc_id``) or a new two-AZ VPC with flow logs."""

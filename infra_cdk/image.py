@@ -7,7 +7,9 @@ exactly the same bytes.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import IgnoreMode
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -81,7 +83,7 @@ class ServiceImage(Construct):
         architecture: Architecture,
     ) -> None:
         super().__init__(scope, construct_id)
-        require_artifacts(project_root, artifact_dir)
+        self.artifact_folder = require_artifacts(project_root, artifact_dir)
         if not (project_root / DOCKERFILE).is_file():
             raise FileNotFoundError(f"{DOCKERFILE} not found in {project_root}")
         self.architecture = architecture
@@ -95,6 +97,14 @@ class ServiceImage(Construct):
             ignore_mode=IgnoreMode.DOCKER,
             display_name="loan-default-service",
         )
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The baked-in model's manifest (model version, expected behaviour for the alarms)."""
+        manifest: dict[str, Any] = json.loads(
+            (self.artifact_folder / "manifest.json").read_text(encoding="utf-8")
+        )
+        return manifest
 
     @property
     def asset_hash(self) -> str:

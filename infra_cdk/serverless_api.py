@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import cast
 
-from aws_cdk import CfnResource, Duration, Stack
+from aws_cdk import CfnResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -21,6 +21,8 @@ from infra_cdk.environment import service_environment
 from infra_cdk.image import ServiceImage
 from infra_cdk.log_groups import log_group
 from infra_cdk.nag import Acknowledgement, acknowledge
+from infra_cdk.release import LambdaRelease
+from infra_cdk.release_hook import GOLDEN_FILE_NAME
 from infra_cdk.settings import AuthMode, Settings
 from infra_cdk.web_acl import RegionalWebAcl
 
@@ -95,6 +97,12 @@ class ServerlessApi(Construct):
             log_group=self.function_log_group,
             tracing=lambda_.Tracing.ACTIVE if settings.tracing else lambda_.Tracing.DISABLED,
             reserved_concurrent_executions=settings.reserved_concurrency,
+            # Each deployment of a new image publishes a version named after its model; old
+            # versions stay, so the alias can be pointed back at one by hand.
+            current_version_options=lambda_.VersionOptions(
+                description=f"model {image.manifest['model_version']}",
+                removal_policy=RemovalPolicy.RETAIN,
+            ),
         )
         # SAM CLI (`sam local invoke -t cdk.out/...`) finds the image to build from this metadata.
         function_resource = cast(CfnResource, self.function.node.default_child)
@@ -131,7 +139,17 @@ class ServerlessApi(Construct):
                 templates={"application/json": GATEWAY_ERROR_TEMPLATE},
             )
 
-        integration = apigw.LambdaIntegration(self.function, allow_test_invoke=False)
+        self.release = LambdaRelease(
+            self,
+            "Release",
+            function=self.function,
+            settings=settings,
+            manifest=image.manifest,
+            golden_file=image.artifact_folder / GOLDEN_FILE_NAME,
+        )
+        self.alias = self.release.alias
+        # API Gateway invokes the live alias, never $LATEST.
+        integration = apigw.LambdaIntegration(self.alias, allow_test_invoke=False)
         open_get = self.api.root.add_method("GET", integration)
         proxy = self.api.root.add_resource("{proxy+}")
         proxy_get = proxy.add_method("GET", integration)

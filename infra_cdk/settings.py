@@ -52,6 +52,14 @@ class Architecture(StrEnum):
     ARM64 = "arm64"  # Graviton: about 20 % cheaper per GB-second / vCPU-hour
 
 
+class DeploymentStyle(StrEnum):
+    """How CodeDeploy moves the ``live`` alias to a new version."""
+
+    CANARY = "canary"  # deployment_percent for deployment_interval_minutes, then the rest
+    LINEAR = "linear"  # deployment_percent more every deployment_interval_minutes
+    ALL_AT_ONCE = "all_at_once"  # still behind the pre-traffic check and the alarms
+
+
 class AuthMode(StrEnum):
     """Who may call POST /predict and POST /predict/batch (the GET routes are always open)."""
 
@@ -82,6 +90,15 @@ class Settings:
     throttle_rate_limit: int = 100
     throttle_burst_limit: int = 200
     waf: bool = False
+    # Release (versions, the live alias, CodeDeploy, alarms on the new version)
+    provisioned_concurrency: int | None = None
+    deployment: DeploymentStyle = DeploymentStyle.CANARY
+    deployment_percent: int = 10
+    deployment_interval_minutes: int = 5
+    latency_p99_budget_ms: int = 300
+    approval_rate_margin: float = 0.05
+    mean_pd_margin: float = 0.03
+    behaviour_min_predictions: int = 100
     # Fargate stack
     vpc_id: str | None = None
     nat_gateways: int = 1
@@ -146,6 +163,22 @@ class Settings:
                 "throttle_burst_limit", defaults.throttle_burst_limit
             ),
             waf=reader.boolean("waf", defaults.waf),
+            provisioned_concurrency=reader.optional_integer("provisioned_concurrency"),
+            deployment=reader.choice("deployment", DeploymentStyle, defaults.deployment),
+            deployment_percent=reader.integer("deployment_percent", defaults.deployment_percent),
+            deployment_interval_minutes=reader.integer(
+                "deployment_interval_minutes", defaults.deployment_interval_minutes
+            ),
+            latency_p99_budget_ms=reader.integer(
+                "latency_p99_budget_ms", defaults.latency_p99_budget_ms
+            ),
+            approval_rate_margin=reader.fraction(
+                "approval_rate_margin", defaults.approval_rate_margin
+            ),
+            mean_pd_margin=reader.fraction("mean_pd_margin", defaults.mean_pd_margin),
+            behaviour_min_predictions=reader.integer(
+                "behaviour_min_predictions", defaults.behaviour_min_predictions
+            ),
             vpc_id=reader.text("vpc_id"),
             nat_gateways=reader.integer("nat_gateways", defaults.nat_gateways),
             certificate_arn=reader.text("certificate_arn"),
@@ -194,6 +227,35 @@ class Settings:
             f"must be a positive integer (omit it for no reservation), got "
             f"{self.reserved_concurrency}",
         )
+        _check(
+            self.provisioned_concurrency is None or self.provisioned_concurrency >= 1,
+            "provisioned_concurrency",
+            f"must be a positive integer (omit it for none), got {self.provisioned_concurrency}",
+        )
+        _check(
+            self.provisioned_concurrency is None
+            or self.reserved_concurrency is None
+            or self.provisioned_concurrency <= self.reserved_concurrency,
+            "provisioned_concurrency",
+            f"cannot exceed reserved_concurrency ({self.reserved_concurrency})",
+        )
+        _check(
+            1 <= self.deployment_percent <= 99,
+            "deployment_percent",
+            f"must be 1..99 percent of traffic, got {self.deployment_percent}",
+        )
+        _check(
+            1 <= self.deployment_interval_minutes <= 2880,
+            "deployment_interval_minutes",
+            f"CodeDeploy takes 1..2880 minutes, got {self.deployment_interval_minutes}",
+        )
+        _check(
+            1 <= self.latency_p99_budget_ms <= self.lambda_timeout_seconds * 1000,
+            "latency_p99_budget_ms",
+            f"must be 1..{self.lambda_timeout_seconds * 1000} ms (the function timeout), got "
+            f"{self.latency_p99_budget_ms}",
+        )
+        _check(self.behaviour_min_predictions >= 1, "behaviour_min_predictions", "must be >= 1")
         _check(self.throttle_rate_limit >= 1, "throttle_rate_limit", "must be >= 1 request/s")
         _check(
             self.throttle_burst_limit >= self.throttle_rate_limit,
@@ -309,6 +371,21 @@ class _ContextReader:
         if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
             return int(value)
         raise SettingsError(f"context '{key}': expected an integer, got {value!r}")
+
+    def fraction(self, key: str, default: float) -> float:
+        """A number in (0, 1): JSON number or string such as ``0.05``."""
+        value = self._context(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return default
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"context '{key}': expected a number, got {value!r}") from None
+        if not 0.0 < number < 1.0:
+            raise SettingsError(f"context '{key}': expected a fraction in (0, 1), got {value!r}")
+        return number
 
     def integer(self, key: str, default: int) -> int:
         value = self.optional_integer(key)

@@ -41,6 +41,7 @@ from training.export import (
     staging_folder,
     write_json,
 )
+from training.golden import GOLDEN_FILE, expected_behaviour, write_golden_loans
 from training.manifest import SCHEMA_VERSION, library_versions, new_model_version, utc_now
 from training.master_scale import derive_master_scale
 from training.normalization import FeatureStats, compute_stats, normalize, stats_to_json
@@ -243,6 +244,16 @@ def run_training(config: TrainingConfig, progress: Progress) -> TrainingOutcome:
         with progress.stage("master scale (rating grades) and reference distributions"):
             manifest["grades"] = _write_reference(data, onnx_bytes, staging, model_version)
         manifest["files"] = file_hashes(staging)
+        with progress.stage("golden loans (every band, answered by the serving code)"):
+            write_json(staging / MANIFEST_FILE, manifest)
+            golden = write_golden_loans(
+                staging,
+                list(FEATURES),
+                data.book.features[data.split.test],
+                model_version,
+            )
+            manifest["files"][GOLDEN_FILE] = golden.pop("sha256")
+            manifest["golden_loans"] = golden
         with progress.stage("training report (plots + index.html)"):
             write_report(
                 ReportInput(
@@ -367,6 +378,7 @@ def _manifest(
             "selection_rule": "highest held-out F1 at the threshold; on a tie the simpler model",
         },
         "metrics": {result.name: result.metrics for result in results},
+        "expected": expected_behaviour(chosen.test_probability, DECISION_THRESHOLD),
         "data": {
             "source": book.path.name,
             "rows": book.rows,

@@ -68,7 +68,9 @@ def build_service(
         master_scale=bundle.master_scale,
     )
     log = prediction_log if prediction_log is not None else build_prediction_log(settings)
-    observability = Observability(settings, log, stream=log_stream)
+    observability = Observability(
+        settings, log, stream=log_stream, model_version=bundle.manifest.model_version
+    )
     service = PredictionService(
         bundle=bundle, assessor=assessor, observability=observability, prediction_log=log
     )

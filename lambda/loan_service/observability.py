@@ -4,9 +4,14 @@
   ``inject_lambda_context``), one readable line per record elsewhere. There is no per-request
   INFO line: a request is ~100 us of work and a log line would be a large share of it.
 * Metrics (CloudWatch EMF, namespace ``LoanDefault``): ``Predictions``, ``DefaultsPredicted``,
-  ``PredictionLatency`` (ms), ``MlflowDropped``, and Powertools' ``ColdStart``. Requests record
-  into ``PredictionMetrics`` (integer adds and a bounded reservoir); the Lambda handler prints one
-  document per invocation through Powertools' serializer, and on ECS a task prints one every 60 s.
+  ``PredictionLatency`` (ms), ``MlflowDropped``, and Powertools' ``ColdStart``, by ``service``;
+  and per model (dimensions ``service`` + ``model_version``, a second directive of the same
+  document) ``Predictions``, ``DefaultsPredicted`` and ``ProbabilitySum``: the approval rate is
+  ``1 - DefaultsPredicted / Predictions`` and the mean PD ``ProbabilitySum / Predictions`` of any
+  period, weighted per loan. A release's canary alarms on exactly these (infra_cdk/release.py).
+  Requests record into ``PredictionMetrics`` (integer adds and a bounded reservoir); the Lambda
+  handler prints one document per invocation through Powertools' serializer, and on ECS a task
+  prints one every 60 s.
   Local runs publish none (``GET /health`` shows the counters). Measured: Powertools'
   ``log_metrics`` + ``add_metric`` path cost ~100 us per invocation on this machine, building the
   metric set here and serializing it with ``Metrics.serialize_metric_set`` about a tenth of that.
@@ -35,6 +40,10 @@ SERVER_METRICS_INTERVAL_SECONDS: Final = 60.0
 # slowly as the equivalent string (measured), and these run on every Lambda invocation.
 _COUNT: Final = "Count"
 _MILLISECONDS: Final = "Milliseconds"
+_NONE: Final = "None"
+MODEL_VERSION_DIMENSION: Final = "model_version"
+# Published per model version too: what the release alarms compare with the training figures.
+PER_MODEL_METRICS: Final = ("Predictions", "DefaultsPredicted", "ProbabilitySum")
 _READABLE_SKIP: Final = frozenset(
     {
         "level",
@@ -101,14 +110,18 @@ class PredictionMetrics:
 
     predictions: int = 0
     defaults: int = 0
+    probability_sum: float = 0.0
     requests: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     total_predictions: int = 0
     _random: random.Random = field(default_factory=lambda: random.Random(20261128))
 
-    def record(self, predictions: int, defaults: int, latency_ms: float) -> None:
+    def record(
+        self, predictions: int, defaults: int, latency_ms: float, probability_sum: float = 0.0
+    ) -> None:
         self.predictions += predictions
         self.defaults += defaults
+        self.probability_sum += probability_sum
         self.total_predictions += predictions
         self.requests += 1
         if len(self.latencies_ms) < LATENCY_RESERVOIR_SIZE:
@@ -126,11 +139,13 @@ class PredictionMetrics:
         if self.requests:
             metrics["Predictions"] = _metric(_COUNT, [float(self.predictions)])
             metrics["DefaultsPredicted"] = _metric(_COUNT, [float(self.defaults)])
+            metrics["ProbabilitySum"] = _metric(_NONE, [self.probability_sum])
             metrics["PredictionLatency"] = _metric(_MILLISECONDS, list(self.latencies_ms))
         if dropped:
             metrics["MlflowDropped"] = _metric(_COUNT, [float(dropped)])
         self.predictions = 0
         self.defaults = 0
+        self.probability_sum = 0.0
         self.requests = 0
         self.latencies_ms.clear()
         return metrics
@@ -144,9 +159,14 @@ class Observability:
     """The logger, the EMF metrics object and the request-path counters, built once."""
 
     def __init__(
-        self, settings: Settings, prediction_log: PredictionLog, stream: IO[str] | None = None
+        self,
+        settings: Settings,
+        prediction_log: PredictionLog,
+        stream: IO[str] | None = None,
+        model_version: str | None = None,
     ) -> None:
         self.settings = settings
+        self.model_version = model_version
         self.logger = build_logger(settings, stream)
         self.metrics = Metrics(namespace=settings.metrics_namespace, service=settings.service_name)
         self._dimensions = {"service": settings.service_name}
@@ -178,9 +198,26 @@ class Observability:
     def _print_emf(self, metric_set: dict[str, dict[str, Any]]) -> None:
         # Explicit dimensions: Powertools keeps metric and dimension sets at class level, shared by
         # every Metrics object in the process.
+        per_model = bool(self.model_version) and "Predictions" in metric_set
         document = self.metrics.serialize_metric_set(
-            metrics=metric_set, dimensions=self._dimensions, metadata={}
+            metrics=metric_set,
+            dimensions=self._dimensions,
+            # The root value of the per-model directive's extra dimension.
+            metadata={MODEL_VERSION_DIMENSION: self.model_version} if per_model else {},
         )
+        if per_model:
+            directives = document["_aws"]["CloudWatchMetrics"]
+            directives.append(
+                {
+                    "Namespace": directives[0]["Namespace"],
+                    "Dimensions": [[*directives[0]["Dimensions"][0], MODEL_VERSION_DIMENSION]],
+                    "Metrics": [
+                        metric
+                        for metric in directives[0]["Metrics"]
+                        if metric["Name"] in PER_MODEL_METRICS
+                    ],
+                }
+            )
         print(json.dumps(document, separators=(",", ":")))  # EMF goes to stdout, as Powertools'
 
     @property

@@ -113,8 +113,14 @@ class PredictionService:
         context: RequestContext,
         latency_ns: int,
     ) -> None:
-        defaults = sum(answer["prediction"] for answer in answers)
-        self.observability.counters.record(len(answers), defaults, latency_ns / 1e6)
+        defaults = 0
+        probability_sum = 0.0
+        for answer in answers:
+            defaults += answer["prediction"]
+            probability_sum += answer["probability"]
+        self.observability.counters.record(
+            len(answers), defaults, latency_ns / 1e6, probability_sum
+        )
         self.prediction_log.record(
             (context.started_wall_ns, latency_ns, context.request_id, endpoint, raw, answers)
         )

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +111,17 @@ def only_resource(template: dict[str, Any], resource_type: str) -> dict[str, Any
     return next(iter(found.values()))
 
 
+def service_function(template: dict[str, Any]) -> dict[str, Any]:
+    """The service's container-image function (the stack's other function is the release hook)."""
+    found = {
+        logical_id: resource
+        for logical_id, resource in resources_of(template, "AWS::Lambda::Function").items()
+        if resource["Properties"].get("PackageType") == "Image"
+    }
+    assert len(found) == 1, f"expected one image function, found {sorted(found)}"
+    return next(iter(found.values()))
+
+
 def rest_routes(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     """``{(http_method, path): method properties}`` rebuilt from the Resource parent chain."""
     resources = resources_of(template, "AWS::ApiGateway::Resource")
@@ -175,6 +188,13 @@ def tuned_app(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> S
         mlflow_tracking_uri="https://mlflow.example.com",
         mlflow_tracking_token_secret_arn=SECRET_ARN,
         reserved_concurrency="5",
+        deployment="linear",
+        deployment_percent="20",
+        deployment_interval_minutes="4",
+        latency_p99_budget_ms="150",
+        approval_rate_margin="0.02",
+        mean_pd_margin="0.01",
+        behaviour_min_predictions="500",
         lambda_memory_mb="2048",
         lambda_timeout_seconds="20",
         log_retention_days="90",
@@ -240,7 +260,7 @@ def looked_up_vpc_app(project_root: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 def test_both_stacks_run_the_same_image_asset_hash(default_app: Synthesized) -> None:
-    function = only_resource(default_app.serverless_json, "AWS::Lambda::Function")
+    function = service_function(default_app.serverless_json)
     task = only_resource(default_app.fargate_json, "AWS::ECS::TaskDefinition")
     lambda_tag = image_tag(function["Properties"]["Code"]["ImageUri"])
     ecs_tag = image_tag(task["Properties"]["ContainerDefinitions"][0]["Image"])
@@ -258,7 +278,7 @@ def test_both_stacks_run_the_same_image_asset_hash(default_app: Synthesized) -> 
 def test_arm64_context_pins_the_image_platform_and_both_compute_architectures(
     default_app: Synthesized, tuned_app: Synthesized
 ) -> None:
-    function = only_resource(tuned_app.serverless_json, "AWS::Lambda::Function")
+    function = service_function(tuned_app.serverless_json)
     task = only_resource(tuned_app.fargate_json, "AWS::ECS::TaskDefinition")
     tag = image_tag(function["Properties"]["Code"]["ImageUri"])
 
@@ -270,7 +290,7 @@ def test_arm64_context_pins_the_image_platform_and_both_compute_architectures(
     assert image_tag(task["Properties"]["ContainerDefinitions"][0]["Image"]) == tag
     manifest = json.loads((tuned_app.outdir / "LoanDefaultFargate.assets.json").read_text())
     assert manifest["dockerImages"][tag]["source"]["platform"] == "linux/arm64"
-    default_function = only_resource(default_app.serverless_json, "AWS::Lambda::Function")
+    default_function = service_function(default_app.serverless_json)
     assert tag != image_tag(default_function["Properties"]["Code"]["ImageUri"])
 
 
@@ -279,7 +299,7 @@ def test_staged_build_context_holds_only_what_the_dockerfile_reads(
 ) -> None:
     """GIVEN 8 MB decoys in .venv, node_modules, .build and mlruns, and the real Data/, tests/
     WHEN the app is synthesized THEN the staged context is small and holds none of them."""
-    function = only_resource(default_app.serverless_json, "AWS::Lambda::Function")
+    function = service_function(default_app.serverless_json)
     staged = default_app.outdir / f"asset.{image_tag(function['Properties']['Code']['ImageUri'])}"
     files = {path.relative_to(staged).as_posix() for path in staged.rglob("*") if path.is_file()}
     total_bytes = sum((staged / name).stat().st_size for name in files)
@@ -342,7 +362,7 @@ def test_function_is_a_container_image_with_memory_timeout_architecture_and_env(
             },
         },
     )
-    properties = only_resource(default_app.serverless_json, "AWS::Lambda::Function")["Properties"]
+    properties = service_function(default_app.serverless_json)["Properties"]
     assert properties["Timeout"] < 29, "must give up before API Gateway's 29 s limit"
     assert "MLFLOW_TRACKING_URI" not in properties["Environment"]["Variables"]
     assert "ReservedConcurrentExecutions" not in properties
@@ -350,7 +370,7 @@ def test_function_is_a_container_image_with_memory_timeout_architecture_and_env(
 
 
 def test_function_logs_to_its_own_log_group_with_retention(default_app: Synthesized) -> None:
-    properties = only_resource(default_app.serverless_json, "AWS::Lambda::Function")["Properties"]
+    properties = service_function(default_app.serverless_json)["Properties"]
     log_group_id = properties["LoggingConfig"]["LogGroup"]["Ref"]
 
     assert log_group_retention(default_app.serverless_json, log_group_id) == 30
@@ -361,7 +381,7 @@ def test_function_logs_to_its_own_log_group_with_retention(default_app: Synthesi
 def test_tuned_function_takes_memory_timeout_concurrency_tracing_and_mlflow_from_context(
     tuned_app: Synthesized,
 ) -> None:
-    properties = only_resource(tuned_app.serverless_json, "AWS::Lambda::Function")["Properties"]
+    properties = service_function(tuned_app.serverless_json)["Properties"]
 
     assert properties["MemorySize"] == 2048
     assert properties["Timeout"] == 20
@@ -386,9 +406,7 @@ def test_function_role_reads_exactly_the_configured_secret_and_nothing_else(
     default_app: Synthesized, tuned_app: Synthesized
 ) -> None:
     def function_policy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
-        role_id = only_resource(template, "AWS::Lambda::Function")["Properties"]["Role"][
-            "Fn::GetAtt"
-        ][0]
+        role_id = service_function(template)["Properties"]["Role"]["Fn::GetAtt"][0]
         return [
             statement
             for policy in resources_of(template, "AWS::IAM::Policy").values()
@@ -412,9 +430,9 @@ def test_function_role_reads_exactly_the_configured_secret_and_nothing_else(
     assert "secretsmanager" not in json.dumps(
         function_policy_statements(default_app.serverless_json)
     )
-    function_log_group = only_resource(default_app.serverless_json, "AWS::Lambda::Function")[
-        "Properties"
-    ]["LoggingConfig"]["LogGroup"]["Ref"]
+    function_log_group = service_function(default_app.serverless_json)["Properties"][
+        "LoggingConfig"
+    ]["LogGroup"]["Ref"]
     assert function_policy_statements(default_app.serverless_json) == [
         {
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -435,7 +453,7 @@ def test_rest_api_routes_protect_predict_with_an_api_key_and_leave_reads_open(
     default_app: Synthesized,
 ) -> None:
     routes = rest_routes(default_app.serverless_json)
-    function_id = next(iter(resources_of(default_app.serverless_json, "AWS::Lambda::Function")))
+    alias_id = next(iter(resources_of(default_app.serverless_json, "AWS::Lambda::Alias")))
 
     assert set(routes) == {
         ("GET", "/"),
@@ -452,7 +470,7 @@ def test_rest_api_routes_protect_predict_with_an_api_key_and_leave_reads_open(
     for method in routes.values():
         assert method["Integration"]["Type"] == "AWS_PROXY"
         assert method["Integration"]["IntegrationHttpMethod"] == "POST"
-        assert function_id in json.dumps(method["Integration"]["Uri"])
+        assert json.dumps(method["Integration"]["Uri"]).count(f'{{"Ref": "{alias_id}"}}') == 1
 
 
 def test_api_key_is_bound_to_a_usage_plan_with_the_same_throttling_as_the_stage(
@@ -845,6 +863,8 @@ _MANAGED_POLICIES_ALLOWED = {
     "AmazonAPIGatewayPushToCloudWatchLogs",
     # The CDK's own provider that strips the new VPC's default security group rules.
     "AWSLambdaBasicExecutionRole",
+    # CodeDeploy's service role for Lambda traffic shifting, the 'Limited' variant (acknowledged).
+    "AWSCodeDeployRoleForLambdaLimited",
 }
 
 
@@ -987,8 +1007,322 @@ def test_function_carries_the_asset_metadata_sam_local_invoke_builds_the_image_f
         project_root, tmp_path / "cdk.out", **{"aws:cdk:enable-asset-metadata": True}
     )
 
-    function = only_resource(synthesized.serverless_json, "AWS::Lambda::Function")
+    function = service_function(synthesized.serverless_json)
     metadata = function["Metadata"]
     assert metadata["aws:asset:property"] == "Code.ImageUri"
     assert metadata["aws:asset:dockerfile-path"] == "Dockerfile.lambda"
     assert (tmp_path / "cdk.out" / metadata["aws:asset:path"] / "Dockerfile.lambda").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Release: versions, the live alias, CodeDeploy, alarms on the new version, the pre-traffic hook.
+
+
+@pytest.fixture(scope="module")
+def retrained_app(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """The same code with another model baked in, all at once, with provisioned concurrency."""
+    root = tmp_path_factory.mktemp("retrained") / "repo"
+    shutil.copytree(project_root, root, ignore=shutil.ignore_patterns(*_NOT_COPIED - {"artifacts"}))
+    manifest_path = root / "artifacts" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["model_version"] = "20991231.235959-retrained"
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    return synthesize(
+        root,
+        tmp_path_factory.mktemp("cdk-retrained"),
+        deployment="all_at_once",
+        provisioned_concurrency="2",
+    )
+
+
+def manifest_of(project_root: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads(
+        (project_root / "artifacts" / "manifest.json").read_text()
+    )
+    return manifest
+
+
+def logical_id(template: dict[str, Any], resource_type: str) -> str:
+    found = resources_of(template, resource_type)
+    assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
+    return next(iter(found))
+
+
+def alarms_by_metric(template: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{metric name or expression: (logical id, properties)}`` of every alarm."""
+    found = {}
+    for alarm_id, alarm in resources_of(template, "AWS::CloudWatch::Alarm").items():
+        properties = alarm["Properties"]
+        key = properties.get("MetricName") or next(
+            m["Expression"] for m in properties["Metrics"] if "Expression" in m
+        )
+        found[key] = (alarm_id, properties)
+    return found
+
+
+def hook_function(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    (found,) = [
+        (logical, resource)
+        for logical, resource in resources_of(template, "AWS::Lambda::Function").items()
+        if resource["Properties"].get("Handler") == "release_hook.handler"
+    ]
+    return found
+
+
+def test_api_gateway_invokes_the_live_alias_of_the_published_version_never_latest(
+    default_app: Synthesized, project_root: Path
+) -> None:
+    template = default_app.serverless_json
+    version_id = logical_id(template, "AWS::Lambda::Version")
+    alias_id = logical_id(template, "AWS::Lambda::Alias")
+    function_id = next(
+        logical
+        for logical, resource in resources_of(template, "AWS::Lambda::Function").items()
+        if resource["Properties"].get("PackageType") == "Image"
+    )
+    version = template["Resources"][version_id]
+    alias = template["Resources"][alias_id]["Properties"]
+
+    assert version["Properties"] == {
+        "Description": f"model {manifest_of(project_root)['model_version']}",
+        "FunctionName": {"Ref": function_id},
+    }
+    assert version["DeletionPolicy"] == "Retain"  # rolling back by hand needs the old versions
+    assert alias["Name"] == "live"
+    assert alias["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
+    assert "ProvisionedConcurrencyConfig" not in alias
+    for permission in resources_of(template, "AWS::Lambda::Permission").values():
+        assert permission["Properties"]["FunctionName"] == {"Ref": alias_id}
+    for method in rest_routes(template).values():
+        assert f'{{"Ref": "{function_id}"}}' not in json.dumps(method["Integration"]["Uri"])
+
+
+def test_a_retrained_model_publishes_a_new_version_with_the_same_code(
+    default_app: Synthesized, retrained_app: Synthesized
+) -> None:
+    """The image asset hash covers the baked-in artifact folder, so the function's image URI -
+    and with it the version's logical id - changes with the model alone."""
+    before = logical_id(default_app.serverless_json, "AWS::Lambda::Version")
+    after = logical_id(retrained_app.serverless_json, "AWS::Lambda::Version")
+
+    assert before != after
+    assert retrained_app.serverless_json["Resources"][after]["Properties"]["Description"] == (
+        "model 20991231.235959-retrained"
+    )
+    tags = {
+        image_tag(service_function(app.serverless_json)["Properties"]["Code"]["ImageUri"])
+        for app in (default_app, retrained_app)
+    }
+    assert len(tags) == 2
+
+
+def test_provisioned_concurrency_on_the_alias_is_opt_in(retrained_app: Synthesized) -> None:
+    alias = only_resource(retrained_app.serverless_json, "AWS::Lambda::Alias")["Properties"]
+    assert alias["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": 2}
+
+
+def test_the_deployment_group_shifts_the_alias_by_canary_and_rolls_back_on_every_alarm(
+    default_app: Synthesized,
+) -> None:
+    template = default_app.serverless_json
+    group = only_resource(template, "AWS::CodeDeploy::DeploymentGroup")["Properties"]
+    alias = only_resource(template, "AWS::Lambda::Alias")
+    hook_id, _hook = hook_function(template)
+    alarm_ids = {alarm_id for alarm_id, _ in alarms_by_metric(template).values()}
+
+    assert group["DeploymentConfigName"] == "CodeDeployDefault.LambdaCanary10Percent5Minutes"
+    assert group["DeploymentStyle"] == {
+        "DeploymentOption": "WITH_TRAFFIC_CONTROL",
+        "DeploymentType": "BLUE_GREEN",
+    }
+    assert group["AlarmConfiguration"]["Enabled"] is True
+    assert {a["Name"]["Ref"] for a in group["AlarmConfiguration"]["Alarms"]} == alarm_ids
+    assert len(alarm_ids) == 5
+    assert group["AutoRollbackConfiguration"] == {
+        "Enabled": True,
+        "Events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST", "DEPLOYMENT_STOP_ON_ALARM"],
+    }
+    update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert update["BeforeAllowTrafficHook"] == {"Ref": hook_id}
+    assert update["DeploymentGroupName"] == {
+        "Ref": logical_id(template, "AWS::CodeDeploy::DeploymentGroup")
+    }
+
+
+def test_linear_and_all_at_once_deployments_come_from_context(
+    tuned_app: Synthesized, retrained_app: Synthesized
+) -> None:
+    config = only_resource(tuned_app.serverless_json, "AWS::CodeDeploy::DeploymentConfig")
+    assert config["Properties"]["TrafficRoutingConfig"] == {
+        "Type": "TimeBasedLinear",
+        "TimeBasedLinear": {"LinearInterval": 4, "LinearPercentage": 20},
+    }
+    group = only_resource(tuned_app.serverless_json, "AWS::CodeDeploy::DeploymentGroup")
+    config_id = logical_id(tuned_app.serverless_json, "AWS::CodeDeploy::DeploymentConfig")
+    assert group["Properties"]["DeploymentConfigName"] == {"Ref": config_id}
+    retrained = only_resource(retrained_app.serverless_json, "AWS::CodeDeploy::DeploymentGroup")
+    assert retrained["Properties"]["DeploymentConfigName"] == "CodeDeployDefault.LambdaAllAtOnce"
+
+
+def test_error_and_latency_alarms_watch_only_the_new_version(
+    default_app: Synthesized, tuned_app: Synthesized
+) -> None:
+    for app, budget in ((default_app, 300), (tuned_app, 150)):
+        template = app.serverless_json
+        version_id = logical_id(template, "AWS::Lambda::Version")
+        alarms = alarms_by_metric(template)
+        new_version = {"Fn::GetAtt": [version_id, "Version"]}
+
+        errors = alarms["Errors"][1]
+        duration = alarms["Duration"][1]
+        throttles = alarms["Throttles"][1]
+        for alarm in (errors, duration):
+            dimensions = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+            assert dimensions["ExecutedVersion"] == new_version
+            assert "live" in json.dumps(dimensions["Resource"])
+        assert (errors["Statistic"], errors["Threshold"], errors["ComparisonOperator"]) == (
+            "Sum",
+            1,
+            "GreaterThanOrEqualToThreshold",
+        )
+        assert (duration["ExtendedStatistic"], duration["Threshold"]) == ("p99", budget)
+        assert duration["ComparisonOperator"] == "GreaterThanThreshold"
+        assert {d["Name"] for d in throttles["Dimensions"]} == {"FunctionName", "Resource"}
+        for _alarm_id, alarm in alarms.values():
+            assert alarm["Period" if "Period" in alarm else "EvaluationPeriods"] in (60, 1)
+            assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_behaviour_alarms_compare_the_new_model_with_its_training_figures(
+    default_app: Synthesized, tuned_app: Synthesized, project_root: Path
+) -> None:
+    manifest = manifest_of(project_root)
+    expected = manifest["expected"]
+    for app, margins, minimum in ((default_app, (0.05, 0.03), 100), (tuned_app, (0.02, 0.01), 500)):
+        alarms = alarms_by_metric(app.serverless_json)
+        approval = alarms[
+            f"IF(n >= {minimum}, ABS((n - x) / n - {expected['approval_rate']!r}), 0)"
+        ]
+        mean_pd = alarms[f"IF(n >= {minimum}, ABS(x / n - {expected['mean_pd']!r}), 0)"]
+
+        for (_alarm_id, alarm), metric_x, margin in (
+            (approval, "DefaultsPredicted", margins[0]),
+            (mean_pd, "ProbabilitySum", margins[1]),
+        ):
+            assert alarm["Threshold"] == margin
+            assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+            stats = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+            assert stats["x"]["Metric"]["MetricName"] == metric_x
+            assert stats["n"]["Metric"]["MetricName"] == "Predictions"
+            for stat in stats.values():
+                assert stat["Stat"] == "Sum"
+                assert stat["Metric"]["Namespace"] == "LoanDefault"
+                assert {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]} == {
+                    "service": "loan-default",
+                    "model_version": manifest["model_version"],
+                }
+
+
+def test_the_pre_traffic_hook_carries_the_golden_loans_and_may_only_invoke_the_new_version(
+    default_app: Synthesized, project_root: Path
+) -> None:
+    template = default_app.serverless_json
+    hook_id, hook = hook_function(template)
+    version_id = logical_id(template, "AWS::Lambda::Version")
+    properties = hook["Properties"]
+    role_id = properties["Role"]["Fn::GetAtt"][0]
+
+    assert properties["Environment"]["Variables"] == {
+        "TARGET_FUNCTION_ARN": {"Ref": version_id},
+        "P99_BUDGET_MS": "300",
+        "ROUNDS": "3",
+    }
+    assert properties["Runtime"].startswith("python3.")
+    statements = [
+        statement
+        for policy in resources_of(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    by_action = {json.dumps(s["Action"]): s for s in statements}
+    assert set(by_action) == {
+        '["logs:CreateLogStream", "logs:PutLogEvents"]',
+        '"lambda:InvokeFunction"',
+        '"codedeploy:PutLifecycleEventHookExecutionStatus"',
+    }
+    assert all(s["Effect"] == "Allow" for s in statements)
+    assert by_action['"lambda:InvokeFunction"']["Resource"] == {"Ref": version_id}
+    report_to = json.dumps(
+        by_action['"codedeploy:PutLifecycleEventHookExecutionStatus"']["Resource"]
+    )
+    assert ":deploymentgroup:" in report_to
+    assert logical_id(template, "AWS::CodeDeploy::DeploymentGroup") in report_to
+    log_group_id = properties["LoggingConfig"]["LogGroup"]["Ref"]
+    assert by_action['["logs:CreateLogStream", "logs:PutLogEvents"]']["Resource"] == {
+        "Fn::GetAtt": [log_group_id, "Arn"]
+    }
+    role = template["Resources"][role_id]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    assert "Policies" not in role
+
+    staged = default_app.outdir / f"asset.{properties['Code']['S3Key'].removesuffix('.zip')}"
+    assert sorted(p.name for p in staged.iterdir()) == ["golden_loans.json", "release_hook.py"]
+    assert (staged / "golden_loans.json").read_bytes() == (
+        project_root / "artifacts" / "golden_loans.json"
+    ).read_bytes()
+    assert hook_id in json.dumps(template["Resources"][logical_id(template, "AWS::Lambda::Alias")])
+
+
+def test_synthesis_without_the_training_figures_says_to_retrain(
+    project_root: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(project_root, root, ignore=shutil.ignore_patterns(*_NOT_COPIED - {"artifacts"}))
+    manifest = manifest_of(root)
+    del manifest["expected"]
+    (root / "artifacts" / "manifest.json").write_text(json.dumps(manifest))
+
+    with pytest.raises(SettingsError, match=r"expected approval rate.*make train"):
+        build_app(cdk_json_context(REPO_ROOT), project_root=root)
+
+
+def test_fargate_rolls_back_on_target_errors_and_p99_latency_as_well_as_the_circuit_breaker(
+    default_app: Synthesized,
+) -> None:
+    template = default_app.fargate_json
+    deployment = only_resource(template, "AWS::ECS::Service")["Properties"][
+        "DeploymentConfiguration"
+    ]
+    alarms = alarms_by_metric(template)
+    errors_id, errors = alarms["HTTPCode_Target_5XX_Count"]
+    latency_id, latency = alarms["TargetResponseTime"]
+
+    assert deployment["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+    assert deployment["Alarms"]["Enable"] is True
+    assert deployment["Alarms"]["Rollback"] is True
+    assert {a["Ref"] for a in deployment["Alarms"]["AlarmNames"]} == {errors_id, latency_id}
+    assert (errors["Statistic"], errors["Threshold"]) == ("Sum", 1)
+    assert (latency["ExtendedStatistic"], latency["Threshold"]) == ("p99", 0.3)  # seconds
+    for alarm in (errors, latency):
+        assert {d["Name"] for d in alarm["Dimensions"]} == {"LoadBalancer", "TargetGroup"}
+
+
+def test_cfn_lint_finds_no_errors_in_any_synthesized_variant(
+    default_app: Synthesized, tuned_app: Synthesized, retrained_app: Synthesized
+) -> None:
+    templates = [
+        str(app.outdir / f"LoanDefault{stack}.template.json")
+        for app in (default_app, tuned_app, retrained_app)
+        for stack in ("Serverless", "Fargate")
+    ]
+    lint = subprocess.run(
+        [str(Path(sys.prefix) / "bin" / "cfn-lint"), "--format", "json", *templates],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    findings = json.loads(lint.stdout or "[]")
+    errors = [f for f in findings if f["Level"] == "Error"]
+    assert errors == [], json.dumps(errors, indent=1)
+    assert lint.returncode & 2 == 0, lint.stderr

@@ -101,7 +101,13 @@ def test_manifest_file_hashes_match_the_files_and_skip_the_report(
     reference_artifacts: Path,
 ) -> None:
     files = read_manifest(reference_artifacts)["files"]
-    assert set(files) == {"best_model.pkl", "model.onnx", "stats.json", "reference.json"}
+    assert set(files) == {
+        "best_model.pkl",
+        "model.onnx",
+        "stats.json",
+        "reference.json",
+        "golden_loans.json",
+    }
     for name, digest in files.items():
         assert hashlib.sha256((reference_artifacts / name).read_bytes()).hexdigest() == digest
 

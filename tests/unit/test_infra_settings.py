@@ -15,6 +15,7 @@ from infra_cdk.settings import (
     OFFLINE_FALLBACK_REGION,
     Architecture,
     AuthMode,
+    DeploymentStyle,
     Settings,
     SettingsError,
 )
@@ -43,6 +44,28 @@ def test_empty_context_and_environment_give_the_documented_offline_defaults() ->
     assert (settings.lambda_memory_mb, settings.log_retention_days) == (1024, 30)
     assert (settings.throttle_rate_limit, settings.throttle_burst_limit) == (100, 200)
     assert (settings.min_tasks, settings.max_tasks) == (2, 10)
+    # Release: canary 10 % for 5 minutes, no provisioned concurrency unless asked for.
+    assert settings.deployment is DeploymentStyle.CANARY
+    assert (settings.deployment_percent, settings.deployment_interval_minutes) == (10, 5)
+    assert settings.provisioned_concurrency is None
+    assert settings.latency_p99_budget_ms == 300
+    assert (settings.approval_rate_margin, settings.mean_pd_margin) == (0.05, 0.03)
+
+
+def test_release_settings_from_command_line_strings() -> None:
+    settings = settings_from(
+        {
+            "deployment": "ALL_AT_ONCE",
+            "provisioned_concurrency": "3",
+            "approval_rate_margin": "0.1",
+            "mean_pd_margin": 0.02,
+            "latency_p99_budget_ms": "120",
+        }
+    )
+    assert settings.deployment is DeploymentStyle.ALL_AT_ONCE
+    assert settings.provisioned_concurrency == 3
+    assert (settings.approval_rate_margin, settings.mean_pd_margin) == (0.1, 0.02)
+    assert settings.latency_p99_budget_ms == 120
 
 
 def test_account_and_region_come_from_the_cli_environment_when_context_is_silent() -> None:
@@ -138,6 +161,16 @@ def test_mlflow_token_is_configured_by_secret_arn() -> None:
         ({"account": "12345"}, "account"),
         ({"region": "mars-north-1a"}, "region"),
         ({"stack_prefix": 42}, "stack_prefix"),
+        ({"provisioned_concurrency": 0}, "provisioned_concurrency"),
+        ({"provisioned_concurrency": 6, "reserved_concurrency": 5}, "provisioned_concurrency"),
+        ({"deployment": "blue_green"}, "deployment"),
+        ({"deployment_percent": 100}, "deployment_percent"),
+        ({"deployment_interval_minutes": 0}, "deployment_interval_minutes"),
+        ({"latency_p99_budget_ms": 16_000}, "latency_p99_budget_ms"),
+        ({"approval_rate_margin": "1.5"}, "approval_rate_margin"),
+        ({"approval_rate_margin": "wide"}, "approval_rate_margin"),
+        ({"mean_pd_margin": True}, "mean_pd_margin"),
+        ({"behaviour_min_predictions": 0}, "behaviour_min_predictions"),
     ],
 )
 def test_bad_context_values_stop_synthesis_with_a_message_naming_the_key(

@@ -50,6 +50,7 @@ def test_a_window_of_requests_becomes_one_emf_document(
     assert units == {
         "Predictions": "Count",
         "DefaultsPredicted": "Count",
+        "ProbabilitySum": "None",
         "PredictionLatency": "Milliseconds",
     }
     assert observability.counters.requests == 0
@@ -120,3 +121,34 @@ def test_local_log_lines_are_readable_with_extras_and_tracebacks() -> None:
     first, *rest = line.splitlines()
     assert first == "09:14:02 ERROR   unhandled error answering POST /predict  [request_id=abc]"
     assert rest[-1] == "RuntimeError: boom"
+
+
+def test_with_a_model_version_the_same_document_also_publishes_per_model_behaviour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Approval rate and mean PD of a period are sums over this directive: weighted per loan."""
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    settings = make_settings(tmp_path, service_name="loan-default-emf-model")
+    observability = Observability(
+        settings, DisabledPredictionLog(), stream=io.StringIO(), model_version="20261201.1-ab"
+    )
+    observability.counters.record(1, 1, 0.2, probability_sum=0.9)
+    observability.counters.record(3, 0, 0.4, probability_sum=0.15)
+    capsys.readouterr()
+    observability.flush_server_metrics()
+
+    (document,) = emf_documents(capsys.readouterr().out)
+    by_service, by_model = document["_aws"]["CloudWatchMetrics"]
+    assert by_service["Dimensions"] == [["service"]]
+    assert by_model["Dimensions"] == [["service", "model_version"]]
+    assert {m["Name"] for m in by_model["Metrics"]} == {
+        "Predictions",
+        "DefaultsPredicted",
+        "ProbabilitySum",
+    }
+    assert document["model_version"] == "20261201.1-ab"
+    approval_rate = 1 - document["DefaultsPredicted"][0] / document["Predictions"][0]
+    mean_pd = document["ProbabilitySum"][0] / document["Predictions"][0]
+    assert approval_rate == pytest.approx(0.75)
+    assert mean_pd == pytest.approx(1.05 / 4)
