@@ -65,8 +65,9 @@ def served_answers(folder: Path, raw: npt.NDArray[np.float64]) -> list[dict[str,
         model=model,
         stats=bundle.stats,
         threshold=bundle.manifest.threshold,
-        recovery_rate=0.10,
+        recovery_rate=0.10,  # the service's default; expected loss is not compared
         model_version=bundle.manifest.model_version,
+        master_scale=bundle.master_scale,
     )
     answers: list[dict[str, Any]] = assessor.assess_matrix(np.asarray(raw, np.float64), "golden")
     return answers
