@@ -105,7 +105,7 @@ def pick_golden_rows(
 
 
 def write_golden_loans(
-    folder: Path, features: list[str], test_raw: npt.NDArray[np.float64], model_version: str
+    folder: Path, schema: Any, test_raw: npt.NDArray[np.float64], model_version: str
 ) -> dict[str, Any]:
     """Score the held-out rows with the serving code, keep a few per band and grade, write them.
 
@@ -120,10 +120,7 @@ def write_golden_loans(
         grades = np.array([str(answer["grade"]) for answer in answers])
         rows = list(dict.fromkeys(rows + pick_golden_rows(probability, grades, 1)))
     loans = [
-        {
-            "loan": dict(zip(features, _plain_row(test_raw[row]), strict=True)),
-            "expected": expected_of(answers[row]),
-        }
+        {"loan": _loan(schema, test_raw[row]), "expected": expected_of(answers[row])}
         for row in rows
     ]
     write_json(
@@ -143,6 +140,13 @@ def write_golden_loans(
     }
 
 
-def _plain_row(values: npt.NDArray[np.float64]) -> list[int | float]:
-    """JSON numbers as a client sends them: whole values as integers (the API's integer fields)."""
-    return [int(value) if float(value).is_integer() else float(value) for value in values]
+def _loan(schema: Any, values: npt.NDArray[np.float64]) -> dict[str, Any]:
+    """The request body a client sends: whole numbers as integers (the API's integer fields),
+    a category as its value (the book's rows hold its index)."""
+    loan: dict[str, Any] = {}
+    for feature, value in zip(schema.features, values.tolist(), strict=True):
+        if feature.is_category:
+            loan[feature.name] = feature.values[int(value)]
+        else:
+            loan[feature.name] = int(value) if float(value).is_integer() else float(value)
+    return loan

@@ -248,7 +248,7 @@ def run_training(config: TrainingConfig, progress: Progress) -> TrainingOutcome:
             write_json(staging / MANIFEST_FILE, manifest)
             golden = write_golden_loans(
                 staging,
-                list(FEATURES),
+                data.schema,
                 data.book.features[data.split.test],
                 model_version,
             )
