@@ -100,7 +100,7 @@ def _records(artifacts: Path, count: int, run_id: str) -> list[Any]:
     import numpy as np
 
     from loan_service.application import build_service
-    from loan_service.prediction_log import DisabledPredictionLog
+    from loan_service.prediction_log import DisabledPredictionLog, PredictionRecord
     from loan_service.settings import Settings
 
     service = build_service(
@@ -122,7 +122,9 @@ def _records(artifacts: Path, count: int, run_id: str) -> list[Any]:
         raw = loans[i : i + 1]
         request_id = f"{run_id}-{i}"
         answers = service.assessor.assess_matrix(raw, request_id)
-        records.append((time.time_ns(), 180_000, request_id, "/predict", raw, answers))
+        records.append(
+            PredictionRecord(time.time_ns(), 180_000, request_id, "/predict", raw, answers)
+        )
     return records
 
 
@@ -188,7 +190,7 @@ def run_worker(backend: str, design: str, tracking_uri: str, records: int, artif
         exported = status.exported - exported_before
         round_trips = getattr(log, "batches_exported", status.exported) - round_trips_before
         log.close()
-    found = _count_found(tracking_uri, run_id, {record[2] for record in batch})
+    found = _count_found(tracking_uri, run_id, {record.request_id for record in batch})
     result = ExportRun(
         backend=backend,
         design=design,

@@ -15,12 +15,13 @@ from typing import IO, Final
 
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
+from pydantic.json_schema import models_json_schema
 from starlette.middleware import Middleware
 
-from loan_service.api.routes import ROUTERS
+from loan_service.api.routes import PREDICTION_ROUTES, ROUTERS
+from loan_service.api.routes.predict import REQUEST_BODIES
 from loan_service.artifacts import load_artifacts
 from loan_service.errors import install_error_handlers
-from loan_service.fast_lane import PredictionFastLane
 from loan_service.middleware import (
     MAX_BODY_BYTES,
     BodyLimitMiddleware,
@@ -104,13 +105,8 @@ def create_app(
     *,
     source_root: Path = SOURCE_ROOT,
     service: PredictionService | None = None,
-    fast_lane: bool = True,
 ) -> FastAPI:
-    """The FastAPI application (``main.app``); pass ``service`` to reuse an already loaded one.
-
-    ``fast_lane=False`` leaves every request to the FastAPI routes: the reference the fast lane
-    is tested against (see ``loan_service.fast_lane``).
-    """
+    """The FastAPI application (``main.app``); pass ``service`` to reuse an already loaded one."""
     settings = settings or Settings()
     service = service or build_service(settings, source_root)
     manifest = service.bundle.manifest
@@ -121,8 +117,6 @@ def create_app(
         Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),
         Middleware(JsonContentTypeMiddleware),
     ]
-    if fast_lane:
-        middleware.append(Middleware(PredictionFastLane, service=service))
     app = FastAPI(
         title=API_TITLE,
         version=manifest.model_version,
@@ -139,7 +133,32 @@ def create_app(
         strict_content_type=False,
     )
     app.state.service = service
+    app.router.routes.extend(PREDICTION_ROUTES)
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app)
+    _document_request_bodies(app)
     return app
+
+
+def _document_request_bodies(app: FastAPI) -> None:
+    """Add the prediction routes' body models to the OpenAPI components.
+
+    Those routes read the raw body themselves (``api/routes/predict.py``), so FastAPI does not
+    see the models; their operations name them in ``openapi_extra``. The schemas are generated
+    as FastAPI generates a body parameter's (pydantic, validation mode, the same ref template).
+    """
+    build_document = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            document = build_document()
+            _, definitions = models_json_schema(
+                [(model, "validation") for model in REQUEST_BODIES],
+                ref_template="#/components/schemas/{model}",
+            )
+            schemas = {**document["components"]["schemas"], **definitions["$defs"]}
+            document["components"]["schemas"] = dict(sorted(schemas.items()))
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -159,9 +159,17 @@ def _list_item_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def capped_validation_errors(
+class CappedValidationError(RequestValidationError):
+    """A body's first ``MAX_ERROR_DETAILS`` errors (located under ``body``) and how many it had."""
+
+    def __init__(self, errors: Sequence[Any], total: int) -> None:
+        super().__init__(errors)
+        self.total = total
+
+
+def capped_validation_error(
     model: type[BaseModel], body: bytes, error: ValidationError
-) -> tuple[list[dict[str, Any]], int]:
+) -> CappedValidationError:
     """The first ``MAX_ERROR_DETAILS`` errors of ``body`` and how many it had, quickly.
 
     ``error.errors()`` builds a dict per error: ~0.9 s for 80,000 unknown keys here, ten times
@@ -181,20 +189,7 @@ def capped_validation_errors(
             pass
     errors = error.errors(include_url=False, include_input=False, include_context=False)
     located = [{**item, "loc": ("body", *item["loc"])} for item in errors[:MAX_ERROR_DETAILS]]
-    return validation_details(located), total
-
-
-def validation_error_payload(
-    details: list[dict[str, Any]], total: int, request_id: str
-) -> dict[str, Any]:
-    """The 422 answer: message, capped ``detail`` and ``detail_total``."""
-    return error_payload(
-        422,
-        invalid_request_message(details, total),
-        request_id,
-        detail=details,
-        detail_total=total,
-    )
+    return CappedValidationError(located, total)
 
 
 def _is_batch_too_long(error: Any) -> bool:
@@ -210,9 +205,10 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
         return _json_error(request, 415, NOT_JSON_MESSAGE)
     if any(_is_batch_too_long(error) for error in errors):
         return _json_error(request, 413, TOO_MANY_LOANS_MESSAGE)
+    total = exc.total if isinstance(exc, CappedValidationError) else len(errors)
     details = validation_details(errors)
-    message = invalid_request_message(details, len(errors))
-    return _json_error(request, 422, message, detail=details, detail_total=len(errors))
+    message = invalid_request_message(details, total)
+    return _json_error(request, 422, message, detail=details, detail_total=total)
 
 
 def _number_too_long(exc: BaseException) -> bool:

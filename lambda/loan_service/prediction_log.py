@@ -52,7 +52,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 from urllib.parse import urlparse
 
 import numpy as np
@@ -73,8 +73,17 @@ TRACE_NAME: Final = "loan_default_prediction"
 SINGLE_PREDICTION_ENDPOINT: Final = "/predict"
 TRACE_TAGS: Final = ("request_id", "model_version")
 
-# (start wall-clock ns, latency ns, request id, endpoint, raw feature rows, answers as dicts)
-PredictionRecord = tuple[int, int, str, str, np.ndarray, Sequence[Mapping[str, Any]]]
+
+class PredictionRecord(NamedTuple):
+    """One request as the log receives it: objects the request already built, nothing copied."""
+
+    started_wall_ns: int
+    latency_ns: int
+    request_id: str
+    endpoint: str
+    raw: np.ndarray  # the request's feature rows, (n, features) float64
+    answers: Sequence[Mapping[str, Any]]  # its ``PredictionAnswer``s, in order
+
 
 _log = logging.getLogger(__name__)
 
@@ -198,15 +207,14 @@ def prediction_span_factory() -> Callable[[PredictionRecord], Any]:
     }
 
     def prediction_span(record: PredictionRecord) -> Any:
-        started_wall_ns, latency_ns, request_id, endpoint, raw, answers = record
-        loans = [dict(zip(FEATURES, row, strict=True)) for row in raw.tolist()]
-        outputs = [dict(answer) for answer in answers]
-        single = endpoint == SINGLE_PREDICTION_ENDPOINT and len(loans) == len(outputs) == 1
+        loans = [dict(zip(FEATURES, row, strict=True)) for row in record.raw.tolist()]
+        outputs = [dict(answer) for answer in record.answers]
+        single = record.endpoint == SINGLE_PREDICTION_ENDPOINT and len(loans) == len(outputs) == 1
         fields = {
-            "request_id": request_id,
+            "request_id": record.request_id,
             "model_version": str(outputs[0]["model_version"]) if outputs else "",
-            "endpoint": endpoint,
-            "latency_ms": latency_ns / 1e6,
+            "endpoint": record.endpoint,
+            "latency_ms": record.latency_ns / 1e6,
             "n_loans": len(loans),
         }
         otel_trace_id = _random_id(16)
@@ -227,8 +235,8 @@ def prediction_span_factory() -> Callable[[PredictionRecord], Any]:
                 context=context,
                 parent=None,
                 attributes=attributes,
-                start_time=started_wall_ns,
-                end_time=started_wall_ns + max(latency_ns, 1),
+                start_time=record.started_wall_ns,
+                end_time=record.started_wall_ns + max(record.latency_ns, 1),
                 status=ok,
                 resource=no_resource,
             )

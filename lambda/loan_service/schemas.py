@@ -1,14 +1,18 @@
-"""Request and response models of the HTTP API (CONTRACTS "Serving - HTTP API").
+"""Request and response models of the HTTP API, and the typed answers the service builds.
 
 Inputs are strict: ``true`` or ``"5"`` is not a number, NaN/Infinity are refused, unknown fields
 are refused. Counts are whole numbers: ``5`` and ``5.0`` are accepted (JSON does not tell them
 apart), ``5.5`` is not. The upper bounds beyond SPEC's ranges are sanity caps that keep the
 arithmetic finite (a billion dollars of income is a typo, not an applicant).
+
+The service builds its answers as ``TypedDict``s (``PredictionAnswer`` ...) with exactly the fields
+of the ``*Public`` models, which document them in the OpenAPI schema: pydantic-core serializes a
+dict in one call, and building model instances per answer would cost more than the model call.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypedDict
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -111,6 +115,37 @@ class LoanBatch(BaseModel):
 
 
 RiskBand = Literal["low", "medium", "high"]
+
+
+class ReasonAnswer(TypedDict):
+    """``ReasonPublic`` as the service builds it."""
+
+    feature: str
+    impact: float
+    text: str
+
+
+class PredictionAnswer(TypedDict):
+    """``PredictionPublic`` as the service builds it (one applicant)."""
+
+    probability: float
+    prediction: Literal[0, 1]
+    threshold: float
+    message: str
+    risk_band: RiskBand
+    grade: int | None
+    reasons: list[ReasonAnswer]
+    expected_loss: float
+    model_version: str
+    request_id: str
+
+
+class BatchPredictionAnswer(TypedDict):
+    """``BatchPredictionPublic`` as the service builds it."""
+
+    predictions: list[PredictionAnswer]
+    model_version: str
+    request_id: str
 
 
 class ReasonPublic(BaseModel):

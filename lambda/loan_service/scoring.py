@@ -19,40 +19,28 @@ log-odds by at least 0.1 (odds 10 % lower) are reasons, largest first, at most t
 this applicant's risk. All of it costs one batched model call (the applicant plus k counterfactual
 rows each). Why log-odds and not PD points: this model puts three applicants in four at a PD below
 1e-6 and one in eight at exactly 1.0 in float32, where every PD difference is zero. Reasons are
-feature indices in the arrays and stable codes (``REASON_CODES``) in files; their wording for
-people is a lookup on the code (``REASON_TEXT``), done only where a person reads it (the API).
+feature indices in the arrays and stable codes in files; their codes, their choice per row and
+their wording for people (done only where a person reads it, the API) live in ``reasons``.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import numpy as np
 
 from loan_service.artifacts import FeatureStats
 from loan_service.predictor import DefaultRiskModel, explain
-from loan_service.schemas import FEATURES, LoanApplication, RiskBand
+from loan_service.reasons import MAX_REASONS, NO_REASON, REASON_CODES, REASON_TEXT, top_reasons
+from loan_service.schemas import FEATURES, LoanApplication, PredictionAnswer, RiskBand
 from loan_service.stability import MasterScale
 
 MEDIUM_RISK_FROM: Final = 0.20
-REASON_MIN_LOG_ODDS: Final = 0.1
-MAX_REASONS: Final = 3
-NO_REASON: Final = -1  # padding in ``ScoredBlock.reasons`` (fewer reasons than slots)
 # ``ScoredBlock.band`` index -> name, ordered by risk: ``band >= 1`` is "medium or worse".
 RISK_BANDS: Final[tuple[RiskBand, ...]] = ("low", "medium", "high")
-# Stable adverse-action code of each feature, sent instead of words wherever a machine reads them.
-REASON_CODES: Final[dict[str, str]] = {
-    "credit_lines_outstanding": "CL",
-    "loan_amt_outstanding": "LA",
-    "total_debt_outstanding": "TD",
-    "income": "IN",
-    "years_employed": "YE",
-    "fico_score": "FI",
-}
 EXPOSURE_FEATURE: Final = "loan_amt_outstanding"  # exposure at default for expected loss
 # The original system's ``message``, worded per risk band so it never contradicts ``risk_band``
 # (a medium-band applicant is below the threshold, hence approved, but not "low risk").
@@ -65,65 +53,7 @@ MESSAGE_BY_BAND: Final[dict[RiskBand, str]] = {
 _feature_values = attrgetter(*FEATURES)
 
 
-def _money(value: float) -> str:
-    return f"${value:,.0f}"
-
-
-def _count(value: float, singular: str, plural: str) -> str:
-    whole = round(value)
-    return f"{whole} {singular if whole == 1 else plural}"
-
-
-def _credit_lines(value: float, typical: float, _loan: Sequence[float]) -> str:
-    return f"{_count(value, 'credit line', 'credit lines')} outstanding (typical: {round(typical)})"
-
-
-def _loan_amount(value: float, typical: float, _loan: Sequence[float]) -> str:
-    return f"Loan balance of {_money(value)} (typical: {_money(typical)})"
-
-
-# Past this share of yearly income a percentage says nothing more (and an income of 1e-320, which
-# is > 0 and so valid, would make it "inf%"): the text says "over 100 times" instead.
-_MAX_DEBT_SHARE: Final = 100.0
-
-
-def _share_of_income(debt: float, income: float) -> str:
-    share = debt / income if income > 0 else math.inf
-    if not share <= _MAX_DEBT_SHARE:  # also inf and NaN: no text ever shows them
-        return f"over {_MAX_DEBT_SHARE:.0f} times yearly income"
-    return f"{share:.0%} of yearly income"
-
-
-def _total_debt(value: float, typical: float, loan: Sequence[float]) -> str:
-    income = loan[FEATURES.index("income")]
-    return (
-        f"Total debt of {_money(value)}, {_share_of_income(value, income)} "
-        f"(typical: {_money(typical)})"
-    )
-
-
-def _income(value: float, typical: float, _loan: Sequence[float]) -> str:
-    return f"Yearly income of {_money(value)} (typical: {_money(typical)})"
-
-
-def _years_employed(value: float, typical: float, _loan: Sequence[float]) -> str:
-    return f"{_count(value, 'year', 'years')} with the current employer (typical: {round(typical)})"
-
-
-def _fico(value: float, typical: float, _loan: Sequence[float]) -> str:
-    return f"FICO score of {round(value)} (typical: {round(typical)})"
-
-
-ReasonWriter = Callable[[float, float, Sequence[float]], str]
-PredictionItem = dict[str, Any]  # one answer in the PredictionPublic shape
-REASON_TEXT: Final[dict[str, ReasonWriter]] = {
-    "credit_lines_outstanding": _credit_lines,
-    "loan_amt_outstanding": _loan_amount,
-    "total_debt_outstanding": _total_debt,
-    "income": _income,
-    "years_employed": _years_employed,
-    "fico_score": _fico,
-}
+PredictionItem = PredictionAnswer  # one answer in the PredictionPublic shape
 
 
 def risk_band(probability: float, threshold: float) -> RiskBand:
@@ -177,26 +107,6 @@ class ScoredBlock:
             reason_impact=self.reason_impact[start:end],
             grade=None if self.grade is None else self.grade[start:end],
         )
-
-
-def top_reasons(
-    impact: np.ndarray, max_reasons: int = MAX_REASONS
-) -> tuple[np.ndarray, np.ndarray]:
-    """(n, k) impacts -> the ``max_reasons`` largest at or above ``REASON_MIN_LOG_ODDS`` per row.
-
-    A stable sort on the negated impacts keeps ties in feature order, as Python's
-    ``sorted(reverse=True)`` does. Returns (feature indices with -1 padding, impacts with NaN).
-    """
-    n_rows, n_features = impact.shape
-    slots = min(max_reasons, n_features)
-    order = np.argsort(-impact, axis=1, kind="stable")[:, :slots]
-    chosen = np.take_along_axis(impact, order, axis=1)
-    keep = chosen >= REASON_MIN_LOG_ODDS
-    reasons = np.full((n_rows, max_reasons), NO_REASON, dtype=np.int16)
-    values = np.full((n_rows, max_reasons), np.nan, dtype=np.float64)
-    reasons[:, :slots] = np.where(keep, order, NO_REASON)
-    values[:, :slots] = np.where(keep, chosen, np.nan)
-    return reasons, values
 
 
 class LoanScorer:
@@ -321,10 +231,10 @@ class LoanAssessor:
     ) -> list[PredictionItem]:
         """The public answers for ``raw`` from its ``ScoredBlock``.
 
-        Answers are plain dicts in the ``PredictionPublic`` shape: FastAPI validates and
-        serializes them through the response model in pydantic-core, once. Building model
-        instances here as well would cost more than the model call. The only per-row work left
-        is what JSON needs anyway: one dict per answer, and the reason wording.
+        Answers are ``PredictionAnswer`` dicts (the ``PredictionPublic`` shape), serialized by the
+        routes in pydantic-core, once. Building model instances here would cost more than the
+        model call. The only per-row work left is what JSON needs anyway: one dict per answer,
+        and the reason wording.
         """
         threshold = self.threshold
         model_version = self.model_version

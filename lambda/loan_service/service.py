@@ -1,12 +1,20 @@
 """The prediction service: the verified model, its scorer, and what each prediction records.
 
-Built once per process by ``create_app``; routes reach it through ``api.deps.ServiceDep``.
+Built once per process by ``create_app``; routes reach it through ``api.deps``.
+
+Single-loan requests that are ready in the same event-loop turn share ONE model call
+(``predict_one`` through ``PredictionCoalescer``). Under load a uvicorn worker reads several
+requests per turn; an ONNX Runtime call there cost ~40 us of CPU, not the ~11 us of a warm loop,
+because the rest of the request evicts its code and data from the caches between calls - sharing
+it is the cheapest prediction. A request coming alone waits one loop turn (a few us) and is
+answered alone. Each request is still answered, timed, counted and logged as itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,14 +22,15 @@ import numpy as np
 
 from loan_service.artifacts import ArtifactBundle
 from loan_service.observability import Observability
-from loan_service.prediction_log import PredictionLog
+from loan_service.prediction_log import PredictionLog, PredictionRecord
 from loan_service.schemas import (
     HealthPublic,
     LoanApplication,
     ModelInfoPublic,
+    PredictionAnswer,
     RiskBandsPublic,
 )
-from loan_service.scoring import MEDIUM_RISK_FROM, LoanAssessor, PredictionItem, loans_to_matrix
+from loan_service.scoring import MEDIUM_RISK_FROM, LoanAssessor, loans_to_matrix
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,48 @@ class PredictionRequest:
     context: RequestContext
 
 
+Answers = list[list[PredictionAnswer]]  # per request, its answers in order
+
+
+class SharedModelCallError(RuntimeError):
+    """The model call a request shared with others failed (the cause is chained)."""
+
+
+class PredictionCoalescer:
+    """Requests submitted in the same event-loop turn are scored together, in one model call.
+
+    The first request of a turn schedules the call with ``call_soon``; requests whose tasks run
+    before it (uvicorn starts one task per request it read in that turn) join.
+    """
+
+    def __init__(self, predict_together: Callable[[Sequence[PredictionRequest]], Answers]) -> None:
+        self._predict_together = predict_together
+        self._waiting: list[tuple[PredictionRequest, asyncio.Future[list[PredictionAnswer]]]] = []
+
+    async def predict(self, request: PredictionRequest) -> list[PredictionAnswer]:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[PredictionAnswer]] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._answer_waiting)
+        self._waiting.append((request, answer))
+        return await answer
+
+    def _answer_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        try:
+            answers = self._predict_together([request for request, _ in waiting])
+        except Exception as exc:  # every request of the call fails, each with its own error
+            for _, answer in waiting:
+                if not answer.done():
+                    error = SharedModelCallError("the shared model call failed")
+                    error.__cause__ = exc
+                    answer.set_exception(error)
+            return
+        for (_, answer), items in zip(waiting, answers, strict=True):
+            if not answer.done():  # a cancelled request is simply not answered
+                answer.set_result(items)
+
+
 @dataclass(slots=True)
 class PredictionService:
     bundle: ArtifactBundle
@@ -60,8 +111,10 @@ class PredictionService:
     prediction_log: PredictionLog
     started_monotonic: float = field(default_factory=time.monotonic)
     model_info: ModelInfoPublic = field(init=False)
+    coalescer: PredictionCoalescer = field(init=False)
 
     def __post_init__(self) -> None:
+        self.coalescer = PredictionCoalescer(self.predict_together)
         manifest = self.bundle.manifest
         self.model_info = ModelInfoPublic(
             model_version=manifest.model_version,
@@ -87,13 +140,19 @@ class PredictionService:
     def model_version(self) -> str:
         return self.assessor.model_version
 
+    async def predict_one(
+        self, loan: LoanApplication, endpoint: str, context: RequestContext
+    ) -> PredictionAnswer:
+        """One applicant, scored together with the other single-loan requests of this turn."""
+        return (await self.coalescer.predict(PredictionRequest((loan,), endpoint, context)))[0]
+
     def predict(
         self, loans: Sequence[LoanApplication], endpoint: str, context: RequestContext
-    ) -> list[PredictionItem]:
+    ) -> list[PredictionAnswer]:
         """Score, then record (counters + one enqueue); never waits on anything but the model."""
         return self.predict_together([PredictionRequest(loans, endpoint, context)])[0]
 
-    def predict_together(self, requests: Sequence[PredictionRequest]) -> list[list[PredictionItem]]:
+    def predict_together(self, requests: Sequence[PredictionRequest]) -> Answers:
         """Several requests in one model call; each is answered and recorded as if alone."""
         raws = [loans_to_matrix(request.loans) for request in requests]
         answers = self.assessor.assess_together(
@@ -109,7 +168,7 @@ class PredictionService:
         self,
         endpoint: str,
         raw: np.ndarray,
-        answers: list[PredictionItem],
+        answers: list[PredictionAnswer],
         context: RequestContext,
         latency_ns: int,
     ) -> None:
@@ -122,7 +181,9 @@ class PredictionService:
             len(answers), defaults, latency_ns / 1e6, probability_sum
         )
         self.prediction_log.record(
-            (context.started_wall_ns, latency_ns, context.request_id, endpoint, raw, answers)
+            PredictionRecord(
+                context.started_wall_ns, latency_ns, context.request_id, endpoint, raw, answers
+            )
         )
 
     def health(self) -> HealthPublic:

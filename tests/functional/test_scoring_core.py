@@ -16,19 +16,15 @@ import pandas as pd
 import pytest
 
 from loan_service.predictor import DefaultRiskModel, explain_block
-from loan_service.schemas import FEATURES
-from loan_service.scoring import (
+from loan_service.reasons import (
     MAX_REASONS,
     NO_REASON,
     REASON_CODES,
     REASON_MIN_LOG_ODDS,
-    RISK_BANDS,
-    LoanScorer,
-    ScoredBlock,
-    band_indices,
-    risk_band,
     top_reasons,
 )
+from loan_service.schemas import FEATURES
+from loan_service.scoring import RISK_BANDS, LoanScorer, ScoredBlock, band_indices, risk_band
 from loan_service.service import PredictionService
 from tests.serving_fixtures import REPO_ROOT, build_test_app
 

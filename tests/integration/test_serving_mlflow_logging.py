@@ -236,12 +236,15 @@ def test_a_resent_batch_overwrites_its_traces_instead_of_duplicating_them(
     for i in range(20):
         raw = np.array([[MIDDLING_LOAN[name] for name in FEATURES]], dtype=float)
         answers = service.assessor.assess_matrix(raw, f"resend-{i}")
-        records.append((time.time_ns(), 200_000, f"resend-{i}", "/predict", raw, answers))
+        records.append(
+            PredictionRecord(time.time_ns(), 200_000, f"resend-{i}", "/predict", raw, answers)
+        )
     payload = exporter.encode(records)
     exporter.send(payload)
     exporter.send(payload)
     traces = traces_of(mlflow_server, experiment)
-    assert sorted(t.info.tags["request_id"] for t in traces) == sorted(r[2] for r in records)
+    request_ids = sorted(record.request_id for record in records)
+    assert sorted(t.info.tags["request_id"] for t in traces) == request_ids
     assert all(len(t.data.spans) == 1 for t in traces)
 
 

@@ -71,9 +71,9 @@ class ScriptedExporter:
             raise ConnectionError("server down")
 
     def encode(self, records: Sequence[PredictionRecord]) -> object:
-        if any(record[2] == "poison" for record in records):
+        if any(record.request_id == "poison" for record in records):
             raise ValueError("cannot encode")
-        return [record[2] for record in records]
+        return [record.request_id for record in records]
 
     def send(self, payload: object) -> None:
         self.in_send.set()
@@ -95,7 +95,9 @@ class ScriptedExporter:
 
 
 def record(log: BackgroundPredictionLog, request_id: str, loans: int = 1) -> None:
-    log.record((time.time_ns(), 150_000, request_id, "/predict", np.zeros((loans, 6)), []))
+    log.record(
+        PredictionRecord(time.time_ns(), 150_000, request_id, "/predict", np.zeros((loans, 6)), [])
+    )
 
 
 def wait_for(condition: Any, timeout: float = 5.0) -> None:
@@ -115,7 +117,7 @@ def test_enqueue_costs_well_under_50_microseconds_at_the_median() -> None:
         timings = []
         for i in range(20_000):
             started = time.perf_counter_ns()
-            log.record((started, 1000, f"r{i}", "/predict", RAW, ()))
+            log.record(PredictionRecord(started, 1000, f"r{i}", "/predict", RAW, ()))
             timings.append(time.perf_counter_ns() - started)
         enqueue_median_us = statistics.median(timings[:10_000]) / 1000
         drop_median_us = statistics.median(timings[10_000:]) / 1000
@@ -406,7 +408,7 @@ def as_the_server_decodes_it(span: Any) -> Any:
 def test_a_single_prediction_becomes_a_root_span_with_its_loan_answer_and_trace_tags() -> None:
     prediction_span = prediction_span_factory()
     started = 1_764_300_000_000_000_000
-    record: PredictionRecord = (started, 183_000, "req-1", "/predict", np.array([LOAN]), [ANSWER])
+    record = PredictionRecord(started, 183_000, "req-1", "/predict", np.array([LOAN]), [ANSWER])
     span = as_the_server_decodes_it(prediction_span(record))
     assert span.parent_id is None
     assert span.name == TRACE_NAME
@@ -431,7 +433,7 @@ def test_a_batch_request_becomes_one_span_holding_every_loan_and_answer() -> Non
     answers = [ANSWER, {**ANSWER, "probability": 0.1}, {**ANSWER, "probability": 0.2}]
     raw = np.array([LOAN, LOAN, LOAN])
     span = as_the_server_decodes_it(
-        prediction_span((0, 1_000_000, "req-b", "/predict/batch", raw, answers))
+        prediction_span(PredictionRecord(0, 1_000_000, "req-b", "/predict/batch", raw, answers))
     )
     assert span.inputs == {"loans": [dict(zip(FEATURES, LOAN, strict=True))] * 3}
     assert span.outputs == {"predictions": answers}
@@ -442,7 +444,7 @@ def test_a_batch_request_becomes_one_span_holding_every_loan_and_answer() -> Non
 def test_every_record_gets_its_own_trace_even_with_a_repeated_request_id() -> None:
     """Clients may resend an X-Request-ID: each prediction is still its own trace."""
     prediction_span = prediction_span_factory()
-    record: PredictionRecord = (0, 1, "same", "/predict", np.array([LOAN]), [ANSWER])
+    record = PredictionRecord(0, 1, "same", "/predict", np.array([LOAN]), [ANSWER])
     spans = [prediction_span(record) for _ in range(1000)]
     assert len({span.trace_id for span in spans}) == 1000
     assert len({span.span_id for span in spans}) == 1000

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from loan_service.predictor import explain_block
+from loan_service.reasons import REASON_TEXT
 from loan_service.schemas import FEATURES, LoanApplication
 from loan_service.scoring import (
     MEDIUM_RISK_FROM,
     MESSAGE_BY_BAND,
-    REASON_TEXT,
     loans_to_matrix,
     risk_band,
 )

@@ -1,9 +1,10 @@
-"""The prediction fast lane answers exactly what the FastAPI routes answer, byte for byte.
+"""The one request path: the prediction routes read the raw body, validate it in JSON mode and
+answer with pydantic-core bytes; single-loan requests of one loop turn share one model call.
 
-``loan_service.fast_lane`` answers valid ``POST /predict`` and ``/predict/batch`` requests without
-FastAPI's routing; everything else goes to FastAPI. The routes are the reference: the same bodies -
-valid, invalid, not JSON at all - are sent through the full middleware stack of an app with the
-fast lane and of one without it, and the status, headers and body must be identical.
+The routes validate in pydantic-core's JSON mode; before, FastAPI decoded the body with
+``json.loads`` and validated the document. Hypothesis-generated bodies - valid, damaged, not JSON
+at all - must be accepted or refused exactly as that validation of the decoded document does, with
+the same fields named, and a valid body must get what the service answers for its loans.
 """
 
 from __future__ import annotations
@@ -17,29 +18,26 @@ import pytest
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from starlette.types import Message, Receive, Scope, Send
+from pydantic import BaseModel, ValidationError
+from starlette.types import Message, Scope
 
-from loan_service.application import create_app
-from loan_service.fast_lane import PredictionFastLane, SharedModelCallError
-from loan_service.schemas import FEATURES, MAX_BATCH_LOANS, LoanApplication
-from loan_service.service import PredictionRequest, PredictionService, RequestContext
-from tests.serving_fixtures import (
-    RISKY_LOAN,
-    SAFE_LOAN,
-    TYPICAL_LOAN,
-    build_test_app,
-    make_settings,
+from loan_service.errors import field_path
+from loan_service.prediction_log import PredictionRecord
+from loan_service.schemas import FEATURES, MAX_BATCH_LOANS, LoanApplication, LoanBatch
+from loan_service.service import (
+    PredictionRequest,
+    PredictionService,
+    RequestContext,
+    SharedModelCallError,
 )
+from tests.serving_fixtures import RISKY_LOAN, SAFE_LOAN, TYPICAL_LOAN, build_test_app
 
-REQUEST_ID = "fast-lane-test"
+REQUEST_ID = "request-path-test"
 
 
 @pytest.fixture(scope="module")
-def apps(trained_artifacts: Path) -> tuple[FastAPI, FastAPI, PredictionService]:
-    """(with the fast lane, routes only, the one service both share)."""
-    with_fast_lane, service = build_test_app(trained_artifacts)
-    routes_only = create_app(make_settings(trained_artifacts), service=service, fast_lane=False)
-    return with_fast_lane, routes_only, service
+def apps(trained_artifacts: Path) -> tuple[FastAPI, PredictionService]:
+    return build_test_app(trained_artifacts)
 
 
 def http_scope(path: str, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> Scope:
@@ -73,13 +71,6 @@ def call(
     return asyncio.run(call_async(app, scope, chunks))
 
 
-def both(
-    apps: tuple[FastAPI, FastAPI, PredictionService], path: str, body: bytes
-) -> tuple[tuple[int, list[tuple[bytes, bytes]], bytes], ...]:
-    with_fast_lane, routes_only, _ = apps
-    return tuple(call(app, http_scope(path, body), [body]) for app in (with_fast_lane, routes_only))
-
-
 numbers = st.one_of(
     st.integers(min_value=-10, max_value=10**6),
     st.floats(allow_nan=True, allow_infinity=True),
@@ -107,172 +98,143 @@ def loan_objects(draw: st.DrawFn) -> dict[str, Any]:
     return loan
 
 
+def expected_outcome(
+    model: type[BaseModel], body: bytes, service: PredictionService, endpoint: str
+) -> tuple[int, Any]:
+    """(status, answer or the named fields) as the decoded document's validation decides."""
+    try:
+        validated = model.model_validate(json.loads(body))
+    except ValidationError as exc:
+        errors = exc.errors()
+        if any(e["type"] == "too_long" and e["loc"] == ("loans",) for e in errors):
+            return 413, None
+        return 422, {field_path(("body", *error["loc"])) for error in errors}
+    context = RequestContext(REQUEST_ID, 0, 0)
+    loans = validated.loans if isinstance(validated, LoanBatch) else [validated]
+    answers = service.predict(loans, endpoint, context)
+    if isinstance(validated, LoanBatch):
+        return 200, {
+            "predictions": answers,
+            "model_version": service.model_version,
+            "request_id": REQUEST_ID,
+        }
+    return 200, answers[0]
+
+
+def outcome(answer: tuple[int, list[tuple[bytes, bytes]], bytes]) -> tuple[int, Any]:
+    status, _, body = answer
+    document = json.loads(body)
+    if status == 422:
+        return status, {detail["field"] for detail in document["detail"]}
+    if status == 413:
+        return status, None
+    return status, document
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(loan=loan_objects())
-def test_predict_answers_match_the_routes_for_valid_and_invalid_loans(
-    apps: tuple[FastAPI, FastAPI, PredictionService], loan: dict[str, Any]
+def test_predict_accepts_and_refuses_what_the_model_does(
+    apps: tuple[FastAPI, PredictionService], loan: dict[str, Any]
 ) -> None:
+    app, service = apps
     body = json.dumps(loan, allow_nan=True).encode()
 
-    fast, reference = both(apps, "/predict", body)
+    answer = call(app, http_scope("/predict", body), [body])
 
-    assert fast == reference
+    assert outcome(answer) == expected_outcome(LoanApplication, body, service, "/predict")
 
 
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(loans=st.lists(loan_objects(), min_size=0, max_size=4), wrap=st.booleans())
-def test_batch_answers_match_the_routes_for_valid_and_invalid_batches(
-    apps: tuple[FastAPI, FastAPI, PredictionService], loans: list[dict[str, Any]], wrap: bool
+def test_batch_accepts_and_refuses_what_the_model_does(
+    apps: tuple[FastAPI, PredictionService], loans: list[dict[str, Any]], wrap: bool
 ) -> None:
+    app, service = apps
     body = json.dumps({"loans": loans} if wrap else loans, allow_nan=True).encode()
 
-    fast, reference = both(apps, "/predict/batch", body)
+    answer = call(app, http_scope("/predict/batch", body), [body])
 
-    assert fast == reference
+    expected = expected_outcome(LoanBatch, body, service, "/predict/batch")
+    assert outcome(answer) == expected
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "status"),
     [
-        b"",
-        b"{",
-        b"null",
-        b"[]",
-        b'"loan"',
-        b"\xff\xfe{}",
-        b'{"credit_lines_outstanding": 1, "credit_lines_outstanding": 2}',
-        json.dumps(TYPICAL_LOAN).encode() + b" trailing",
-        json.dumps({**TYPICAL_LOAN, "fico_score": True}).encode(),
-        json.dumps({**TYPICAL_LOAN, "income": "72000"}).encode(),
-        json.dumps({**TYPICAL_LOAN, "income": 1e999}).replace("Infinity", "1e999").encode(),
-        json.dumps(TYPICAL_LOAN, indent=4, sort_keys=True).encode(),
+        (b"", 422),
+        (b"{", 415),
+        (b"null", 422),
+        (b"[]", 422),
+        (b'"loan"', 422),
+        (b"\xff\xfe{}", 415),
+        (json.dumps(TYPICAL_LOAN).encode() + b" trailing", 415),
+        (json.dumps({**TYPICAL_LOAN, "fico_score": True}).encode(), 422),
+        (json.dumps({**TYPICAL_LOAN, "income": "72000"}).encode(), 422),
+        (json.dumps({**TYPICAL_LOAN, "income": 1e999}).replace("Infinity", "1e999").encode(), 422),
+        (json.dumps(TYPICAL_LOAN, indent=4, sort_keys=True).encode(), 200),
     ],
-    ids=lambda body: body[:30].decode(errors="replace"),
+    ids=lambda value: value[:30].decode(errors="replace") if isinstance(value, bytes) else None,
 )
-def test_predict_edge_bodies_match_the_routes(
-    apps: tuple[FastAPI, FastAPI, PredictionService], body: bytes
+def test_edge_bodies_get_their_status_in_the_error_shape(
+    apps: tuple[FastAPI, PredictionService], body: bytes, status: int
 ) -> None:
-    fast, reference = both(apps, "/predict", body)
+    answer_status, headers, answer = call(apps[0], http_scope("/predict", body), [body])
 
-    assert fast == reference
+    assert answer_status == status
+    assert (b"content-type", b"application/json") in headers
+    document = json.loads(answer)
+    assert document["request_id"] == REQUEST_ID
+    assert ("probability" in document) == (status == 200)
 
 
-def test_a_batch_over_the_limit_gets_the_routes_413(
-    apps: tuple[FastAPI, FastAPI, PredictionService],
+def test_a_duplicated_key_counts_once_with_its_last_value(
+    apps: tuple[FastAPI, PredictionService],
 ) -> None:
+    """As ``json.loads`` decides: the last value wins."""
+    body = json.dumps(TYPICAL_LOAN)[:-1].encode() + b', "fico_score": 800}'
+    reference = json.dumps({**TYPICAL_LOAN, "fico_score": 800}).encode()
+
+    answer = call(apps[0], http_scope("/predict", body), [body])
+
+    assert answer == call(apps[0], http_scope("/predict", reference), [reference])
+
+
+def test_a_batch_over_the_limit_gets_413(apps: tuple[FastAPI, PredictionService]) -> None:
     body = json.dumps({"loans": [TYPICAL_LOAN] * (MAX_BATCH_LOANS + 1)}).encode()
 
-    fast, reference = both(apps, "/predict/batch", body)
-
-    assert fast == reference
-    assert fast[0] == 413
+    assert call(apps[0], http_scope("/predict/batch", body), [body])[0] == 413
 
 
-def test_a_full_batch_matches_the_routes(apps: tuple[FastAPI, FastAPI, PredictionService]) -> None:
-    loans = [RISKY_LOAN, SAFE_LOAN, TYPICAL_LOAN] * (MAX_BATCH_LOANS // 3)
-    body = json.dumps({"loans": loans}).encode()
-
-    fast, reference = both(apps, "/predict/batch", body)
-
-    assert fast == reference
-    assert fast[0] == 200
-    assert len(json.loads(fast[2])["predictions"]) == len(loans)
-
-
-def test_a_body_in_many_chunks_is_read_whole(
-    apps: tuple[FastAPI, FastAPI, PredictionService],
-) -> None:
+def test_a_body_in_many_chunks_is_read_whole(apps: tuple[FastAPI, PredictionService]) -> None:
     body = json.dumps(RISKY_LOAN).encode()
     chunks = [body[index : index + 7] for index in range(0, len(body), 7)]
-    with_fast_lane, routes_only, _ = apps
 
-    fast = call(with_fast_lane, http_scope("/predict", body), chunks)
-    reference = call(routes_only, http_scope("/predict", body), [body])
+    chunked = call(apps[0], http_scope("/predict", body), chunks)
 
-    assert fast == reference
-    assert fast[0] == 200
+    assert chunked == call(apps[0], http_scope("/predict", body), [body])
+    assert chunked[0] == 200
 
 
-# ---- The lane itself, around a stand-in for FastAPI --------------------------------------------
-
-
-class RecordingApp:
-    """Stands in for FastAPI: records what reached it and answers 299."""
-
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        self.bodies.append(b"".join(chunks))
-        await send({"type": "http.response.start", "status": 299, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-
-def test_a_valid_prediction_is_answered_without_reaching_fastapi(
-    apps: tuple[FastAPI, FastAPI, PredictionService],
-) -> None:
-    inner = RecordingApp()
-    lane = PredictionFastLane(inner, apps[2])
-    body = json.dumps(RISKY_LOAN).encode()
-
-    status, _, answer = call(lane, http_scope("/predict", body), [body])
-
-    assert status == 200
-    assert json.loads(answer)["prediction"] == 1
-    assert inner.bodies == []
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "body"),
-    [
-        ("POST", "/predict", json.dumps({**TYPICAL_LOAN, "fico_score": 900}).encode()),
-        ("POST", "/predict/batch", b'{"loans": []}'),
-        ("POST", "/predict/", json.dumps(TYPICAL_LOAN).encode()),
-        ("POST", "/health", b"{}"),
-        ("GET", "/predict", b""),
-    ],
-)
-def test_everything_else_reaches_fastapi_with_the_body_intact(
-    apps: tuple[FastAPI, FastAPI, PredictionService], method: str, path: str, body: bytes
-) -> None:
-    inner = RecordingApp()
-    lane = PredictionFastLane(inner, apps[2])
-
-    status, _, _ = call(lane, {**http_scope(path, body), "method": method}, [body])
-
-    assert status == 299
-    assert inner.bodies == [body]
-
-
-def test_the_lane_routes_on_the_path_below_the_root_path(
-    apps: tuple[FastAPI, FastAPI, PredictionService],
-) -> None:
-    inner = RecordingApp()
-    lane = PredictionFastLane(inner, apps[2])
+def test_the_routes_answer_below_a_root_path(apps: tuple[FastAPI, PredictionService]) -> None:
     body = json.dumps(SAFE_LOAN).encode()
     scope = {**http_scope("/prod/predict", body), "root_path": "/prod"}
 
-    status, _, _ = call(lane, scope, [body])
+    status, _, answer = call(apps[0], scope, [body])
 
     assert status == 200
-    assert inner.bodies == []
+    assert json.loads(answer)["prediction"] == 0
 
 
-def test_a_client_that_leaves_mid_body_gets_no_answer(
-    apps: tuple[FastAPI, FastAPI, PredictionService],
+def test_a_client_that_leaves_mid_body_is_not_scored(
+    apps: tuple[FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    inner = RecordingApp()
-    lane = PredictionFastLane(inner, apps[2])
+    app, service = apps
+    counting = CountingBlocks(service.assessor.model.blocks)
+    monkeypatch.setattr(service.assessor.model, "blocks", counting)
     sent: list[Message] = []
     messages: list[Message] = [
         {"type": "http.request", "body": b'{"income": ', "more_body": True},
@@ -285,10 +247,10 @@ def test_a_client_that_leaves_mid_body_gets_no_answer(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    asyncio.run(lane(http_scope("/predict", b""), receive, send))
+    asyncio.run(app(http_scope("/predict", b""), receive, send))
 
-    assert sent == []
-    assert inner.bodies == []
+    assert counting.rows_per_call == []
+    assert not any(message.get("status") == 200 for message in sent)
 
 
 # ---- Requests ready in the same loop turn share one model call ---------------------------------
@@ -314,24 +276,22 @@ def loan_variants(count: int) -> list[dict[str, Any]]:
 
 
 def test_requests_arriving_together_share_one_model_call_and_get_their_own_answers(
-    apps: tuple[FastAPI, FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
+    apps: tuple[FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """GIVEN six /predict requests started in the same event-loop turn WHEN they are answered
-    THEN the model was called once for all six, and each answer is what the routes give that
-    loan alone, with its own request id."""
-    with_fast_lane, routes_only, service = apps
+    THEN the model was called once for all six, and each answer is what that loan gets when it
+    comes alone, with its own request id."""
+    app, service = apps
     loans = loan_variants(6)
     bodies = [json.dumps(loan).encode() for loan in loans]
-    expected = [
-        call(routes_only, scope_with_id(body, index), [body]) for index, body in enumerate(bodies)
-    ]
+    expected = [call(app, scope_with_id(body, index), [body]) for index, body in enumerate(bodies)]
     counting = CountingBlocks(service.assessor.model.blocks)
     monkeypatch.setattr(service.assessor.model, "blocks", counting)
 
     async def all_at_once() -> list[tuple[int, list[tuple[bytes, bytes]], bytes]]:
         return await asyncio.gather(
             *(
-                call_async(with_fast_lane, scope_with_id(body, index), [body])
+                call_async(app, scope_with_id(body, index), [body])
                 for index, body in enumerate(bodies)
             )
         )
@@ -343,21 +303,20 @@ def test_requests_arriving_together_share_one_model_call_and_get_their_own_answe
 
 
 def test_each_request_of_a_shared_call_is_counted_and_logged_as_itself(
-    apps: tuple[FastAPI, FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
+    apps: tuple[FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, _, service = apps
-    recorded: list[tuple[Any, ...]] = []
+    app, service = apps
+    recorded: list[PredictionRecord] = []
     monkeypatch.setattr(service.prediction_log, "record", recorded.append)
     counting = CountingBlocks(service.assessor.model.blocks)
     monkeypatch.setattr(service.assessor.model, "blocks", counting)
     before = service.observability.counters.total_predictions
-    lane = PredictionFastLane(RecordingApp(), service)
     bodies = [json.dumps(loan).encode() for loan in loan_variants(3)]
 
     async def all_at_once() -> list[Any]:
         return await asyncio.gather(
             *(
-                call_async(lane, scope_with_id(body, index), [body])
+                call_async(app, scope_with_id(body, index), [body])
                 for index, body in enumerate(bodies)
             )
         )
@@ -366,16 +325,15 @@ def test_each_request_of_a_shared_call_is_counted_and_logged_as_itself(
 
     assert counting.rows_per_call == [3]
     assert service.observability.counters.total_predictions == before + 3
-    assert sorted(record[2] for record in recorded) == ["shared-0", "shared-1", "shared-2"]
-    assert {record[3] for record in recorded} == {"/predict"}
-    assert all(record[4].shape == (1, len(FEATURES)) for record in recorded)
+    assert sorted(record.request_id for record in recorded) == ["shared-0", "shared-1", "shared-2"]
+    assert {record.endpoint for record in recorded} == {"/predict"}
+    assert all(record.raw.shape == (1, len(FEATURES)) for record in recorded)
 
 
 def test_a_failed_shared_call_fails_every_request_in_it_with_the_cause_chained(
-    apps: tuple[FastAPI, FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
+    apps: tuple[FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, _, service = apps
-    lane = PredictionFastLane(RecordingApp(), service)
+    _, service = apps
     cause = FloatingPointError("the model returned a probability outside [0, 1]")
 
     def explode(_raw: Any) -> Any:
@@ -389,7 +347,7 @@ def test_a_failed_shared_call_fails_every_request_in_it_with_the_cause_chained(
 
     async def all_at_once() -> list[Any]:
         return await asyncio.gather(
-            *(lane.coalescer.predict(request) for request in requests), return_exceptions=True
+            *(service.coalescer.predict(request) for request in requests), return_exceptions=True
         )
 
     outcomes = asyncio.run(all_at_once())
