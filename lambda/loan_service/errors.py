@@ -159,6 +159,22 @@ def _list_item_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+NUMBER_TOO_LONG_ERROR: Final = {
+    "type": "number_too_long",
+    "loc": ("body",),
+    "msg": NUMBER_TOO_LONG_MESSAGE,
+}
+
+
+def is_number_out_of_range(error: ValidationError) -> bool:
+    """pydantic-core's JSON parser refuses a number it cannot hold (an integer of 5000 digits)
+    as invalid JSON; the body IS JSON, just with a value no field accepts."""
+    if error.error_count() != 1:
+        return False
+    (problem,) = error.errors(include_url=False, include_input=False)
+    return problem["type"] == "json_invalid" and "number out of range" in problem["msg"]
+
+
 class CappedValidationError(RequestValidationError):
     """A body's first ``MAX_ERROR_DETAILS`` errors (located under ``body``) and how many it had."""
 

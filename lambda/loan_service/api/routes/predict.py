@@ -26,7 +26,12 @@ from pydantic_core import to_json
 from starlette.routing import request_response
 
 from loan_service.api.deps import request_context_of, service_of
-from loan_service.errors import JSON_CONTENT_TYPE, capped_validation_error
+from loan_service.errors import (
+    JSON_CONTENT_TYPE,
+    NUMBER_TOO_LONG_ERROR,
+    capped_validation_error,
+    is_number_out_of_range,
+)
 from loan_service.schemas import (
     BatchPredictionAnswer,
     BatchPredictionPublic,
@@ -78,6 +83,8 @@ def _validated(model: type[Body], body: bytes) -> Body:
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
+        if is_number_out_of_range(error):
+            raise RequestValidationError([NUMBER_TOO_LONG_ERROR]) from None
         raise capped_validation_error(model, body, error) from None
 
 
