@@ -28,6 +28,7 @@ COMMANDS: Final[dict[str, Subcommand]] = {
     "train": Subcommand("training.cli", "train on a loan book and write the artifact folder"),
     "score": Subcommand("loan_default.batch.cli", "score a loan book file (CSV or Parquet)"),
     "monitor": Subcommand("loan_default.monitoring.cli", "stability and back-testing report"),
+    "compare": Subcommand("loan_default.compare", "champion vs challenger: swap sets, PSI"),
 }
 
 

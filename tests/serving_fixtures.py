@@ -108,6 +108,7 @@ def make_settings(artifact_dir: Path, **overrides: Any) -> Settings:
         "metrics_namespace": "LoanDefault",
         "on_lambda": False,
         "on_ecs": False,
+        "shadow_sample_rate": 0.0,
     }
     values.update(overrides)
     return Settings(**values)

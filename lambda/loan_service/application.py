@@ -20,7 +20,7 @@ from starlette.middleware import Middleware
 
 from loan_service.api.routes import PREDICTION_ROUTES, ROUTERS
 from loan_service.api.routes.predict import REQUEST_BODIES
-from loan_service.artifacts import load_artifacts
+from loan_service.artifacts import ArtifactBundle, ArtifactError, load_artifacts
 from loan_service.errors import install_error_handlers
 from loan_service.middleware import (
     MAX_BODY_BYTES,
@@ -37,6 +37,7 @@ from loan_service.schemas import FEATURES
 from loan_service.scoring import LoanAssessor
 from loan_service.service import PredictionService
 from loan_service.settings import Settings
+from loan_service.shadow import ShadowScorer, challenger_folder
 
 SOURCE_ROOT: Final = Path(__file__).resolve().parent.parent  # lambda/ here, /var/task in the image
 API_TITLE: Final = "Loan default prediction"
@@ -59,8 +60,27 @@ def build_service(
 ) -> PredictionService:
     """Verify and load the artifacts (raising ``ArtifactError``), then start the logger."""
     bundle = load_artifacts(settings.resolve_artifact_dir(source_root), FEATURES)
+    assessor = build_assessor(bundle, settings)
+    shadow = build_shadow(settings, source_root, bundle.manifest.model_version)
+    log = prediction_log if prediction_log is not None else build_prediction_log(settings)
+    observability = Observability(
+        settings, log, stream=log_stream, model_version=bundle.manifest.model_version
+    )
+    service = PredictionService(
+        bundle=bundle,
+        assessor=assessor,
+        observability=observability,
+        prediction_log=log,
+        shadow=shadow,
+    )
+    service.warm_up()
+    return service
+
+
+def build_assessor(bundle: ArtifactBundle, settings: Settings) -> LoanAssessor:
+    """The scorer and answer builder for one verified artifact folder."""
     model = DefaultRiskModel(load_probability_model(bundle, settings.model_runtime), bundle.stats)
-    assessor = LoanAssessor(
+    return LoanAssessor(
         model=model,
         stats=bundle.stats,
         threshold=bundle.manifest.threshold,
@@ -68,15 +88,27 @@ def build_service(
         model_version=bundle.manifest.model_version,
         master_scale=bundle.master_scale,
     )
-    log = prediction_log if prediction_log is not None else build_prediction_log(settings)
-    observability = Observability(
-        settings, log, stream=log_stream, model_version=bundle.manifest.model_version
-    )
-    service = PredictionService(
-        bundle=bundle, assessor=assessor, observability=observability, prediction_log=log
-    )
-    service.warm_up()
-    return service
+
+
+def build_shadow(
+    settings: Settings, source_root: Path, champion_version: str
+) -> ShadowScorer | None:
+    """The challenger, verified like the champion whenever the image carries one."""
+    folder = challenger_folder(settings.resolve_artifact_dir(source_root))
+    if not folder.is_dir():
+        if settings.shadow_sample_rate > 0:
+            raise ArtifactError(
+                f"SHADOW_SAMPLE_RATE is {settings.shadow_sample_rate:g} but there is no "
+                f"challenger artifact folder at {folder}"
+            )
+        return None
+    try:
+        challenger = build_assessor(load_artifacts(folder, FEATURES), settings)
+    except ArtifactError as exc:
+        raise ArtifactError(f"challenger: {exc}") from exc
+    if settings.shadow_sample_rate == 0:
+        return None
+    return ShadowScorer(challenger, champion_version, FEATURES, settings.shadow_sample_rate)
 
 
 def _server_lifespan(
@@ -95,6 +127,8 @@ def _server_lifespan(
             if publisher is not None:
                 publisher.cancel()
                 service.observability.flush_server_metrics()
+            if service.shadow is not None:
+                await asyncio.to_thread(service.shadow.close, SHUTDOWN_FLUSH_SECONDS)
             await asyncio.to_thread(service.prediction_log.close, SHUTDOWN_FLUSH_SECONDS)
 
     return lifespan

@@ -31,6 +31,7 @@ from loan_service.schemas import (
     RiskBandsPublic,
 )
 from loan_service.scoring import MEDIUM_RISK_FROM, LoanAssessor, loans_to_matrix
+from loan_service.shadow import ShadowScorer
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,7 @@ class PredictionService:
     assessor: LoanAssessor
     observability: Observability
     prediction_log: PredictionLog
+    shadow: ShadowScorer | None = None
     started_monotonic: float = field(default_factory=time.monotonic)
     model_info: ModelInfoPublic = field(init=False)
     coalescer: PredictionCoalescer = field(init=False)
@@ -185,6 +187,8 @@ class PredictionService:
                 context.started_wall_ns, latency_ns, context.request_id, endpoint, raw, answers
             )
         )
+        if self.shadow is not None:  # after the answers exist; they are only read from here on
+            self.shadow.offer(context.request_id, endpoint, raw, answers)
 
     def health(self) -> HealthPublic:
         return HealthPublic(

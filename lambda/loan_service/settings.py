@@ -22,6 +22,8 @@ ENV_MLFLOW_TRACKING_URI: Final = "MLFLOW_TRACKING_URI"
 ENV_MLFLOW_EXPERIMENT_NAME: Final = "MLFLOW_EXPERIMENT_NAME"
 ENV_MLFLOW_TRACKING_TOKEN_SECRET_ARN: Final = "MLFLOW_TRACKING_TOKEN_SECRET_ARN"
 ENV_PREDICTION_LOG_QUEUE_SIZE: Final = "PREDICTION_LOG_QUEUE_SIZE"
+# Share of requests the challenger (artifacts/challenger/) also scores, off the request path.
+ENV_SHADOW_SAMPLE_RATE: Final = "SHADOW_SAMPLE_RATE"
 ENV_POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
 ENV_POWERTOOLS_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
 # Set by the platforms themselves; read only to pick log format and metrics flushing.
@@ -74,6 +76,9 @@ class Settings(BaseSettings):
     prediction_log_queue_size: Annotated[
         int, Field(validation_alias=ENV_PREDICTION_LOG_QUEUE_SIZE, ge=1, le=1_000_000)
     ] = 1000
+    shadow_sample_rate: Annotated[
+        float, Field(validation_alias=ENV_SHADOW_SAMPLE_RATE, ge=0.0, le=1.0, allow_inf_nan=False)
+    ] = 0.0
     service_name: Annotated[str, Field(validation_alias=ENV_POWERTOOLS_SERVICE_NAME)] = (
         "loan-default"
     )
