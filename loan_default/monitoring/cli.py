@@ -1,6 +1,7 @@
 """``loan-default monitor``: population stability, characteristic stability and back-testing.
 
-    loan-default monitor --artifacts DIR --scored FILE [--outcomes CSV] --out DIR
+    loan-default monitor --artifacts DIR (--scored FILE | --from DATE --to DATE)
+                         [--outcomes CSV] --out DIR
 
 Exit codes: 0 the report was written; 2 bad input - one line on stderr naming the problem, and
 nothing is written (an existing ``--out`` folder is left as it was).
@@ -29,12 +30,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "training reference, and a back-test when outcomes are known.",
     )
     parser.add_argument("--artifacts", type=Path, required=True, help="the model's artifact folder")
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--scored",
         type=Path,
-        required=True,
         help="scored loans (.parquet or .csv, as written by 'loan-default score')",
     )
+    source.add_argument(
+        "--from",
+        dest="start",
+        metavar="DATE",
+        help="the predictions the service logged to MLflow from DATE (YYYY-MM-DD or ISO 8601, "
+        "UTC; MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME) ...",
+    )
+    parser.add_argument("--to", dest="end", metavar="DATE", help="... to DATE (inclusive)")
     parser.add_argument(
         "--outcomes", type=Path, help="CSV of loan id and observed default (0/1), joined on the id"
     )
@@ -48,10 +57,20 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if (args.start is None) != (args.end is None):
+        parser.error("--from and --to go together")
     from loan_default.monitoring.run import MonitorRequest, run_monitor
+    from loan_default.monitoring.traces import parse_date
     from loan_default.monitoring.window import MonitorInputError
 
+    try:
+        start = None if args.start is None else parse_date(args.start)
+        end = None if args.end is None else parse_date(args.end, end=True)
+    except MonitorInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     request = MonitorRequest(
         artifacts=args.artifacts,
         scored=args.scored,
@@ -60,6 +79,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         target_column=DEFAULT_TARGET_COLUMN,
         out=args.out,
         track=not args.no_mlflow,
+        start=start,
+        end=end,
     )
     try:
         result = run_monitor(request)

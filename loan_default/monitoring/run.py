@@ -6,13 +6,13 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from loan_default.monitoring.backtest import backtest
 from loan_default.monitoring.report import MONITOR_JSON, REPORT_HTML, write_report
 from loan_default.monitoring.window import (
     MODEL_VERSION_COLUMN,
@@ -31,12 +31,14 @@ EXPERIMENT_NAME = "loan-default-monitoring"
 @dataclass(frozen=True)
 class MonitorRequest:
     artifacts: Path
-    scored: Path
+    scored: Path | None  # a scored file, or None: the logged predictions from start to end
     outcomes: Path | None
     id_column: str
     target_column: str
     out: Path
     track: bool = True
+    start: datetime | None = None
+    end: datetime | None = None
 
 
 def load_bundle(directory: Path) -> tuple[ArtifactBundle, Reference, MasterScale]:
@@ -103,15 +105,26 @@ def run_monitor(request: MonitorRequest) -> dict[str, Any]:
         else None
     )
     counts = WindowCounts(reference, master_scale, outcomes)
-    columns = counts.columns(file_columns(request.scored))  # + optional ones the file carries
-    for batch in open_batches(request.scored, columns):
+    if request.scored is not None:
+        columns = counts.columns(file_columns(request.scored))  # + optional ones it carries
+        batches = open_batches(request.scored, columns)
+        source = str(request.scored)
+    else:
+        from loan_default.monitoring.traces import trace_batches
+
+        assert request.start is not None
+        assert request.end is not None
+        kinds = {name: ref.kind for name, ref in reference.features.items()}
+        batches = trace_batches(request.start, request.end, kinds)
+        source = "logged predictions (MLflow traces)"
+    for batch in batches:
         counts.add(batch)
     if counts.loans == 0:
-        raise MonitorInputError(f"the window is empty: {request.scored} holds no scored loans")
+        raise MonitorInputError(f"the window is empty: {source} holds no scored loans")
     foreign = sorted(counts.model_versions - {manifest.model_version})
     if foreign:
         raise MonitorInputError(
-            f"scored file {request.scored} was scored by model {', '.join(foreign)}, "
+            f"{source} was scored by model {', '.join(foreign)}, "
             f"not by {manifest.model_version} in {request.artifacts} "
             f"(its {MODEL_VERSION_COLUMN} column)"
         )
@@ -119,9 +132,9 @@ def run_monitor(request: MonitorRequest) -> dict[str, Any]:
         "model_version": manifest.model_version,
         "window": {
             "loans": counts.loans,
-            "from": None,
-            "to": None,
-            "source": str(request.scored),
+            "from": _iso(request.start),
+            "to": _iso(request.end),
+            "source": source,
         },
         **counts.summary(),
     }
@@ -132,6 +145,8 @@ def run_monitor(request: MonitorRequest) -> dict[str, Any]:
                 f"outcomes file {request.outcomes} matches no scored loan "
                 f"(joined on {request.id_column})"
             )
+        from loan_default.monitoring.backtest import backtest  # scipy: only for a back-test
+
         result["backtest"] = backtest(probability, grade, outcome, master_scale.grades)
         result["backtest"]["unmatched_outcomes"] = len(outcomes.ids) - int(probability.size)
     from training.export import staging_folder
@@ -143,6 +158,10 @@ def run_monitor(request: MonitorRequest) -> dict[str, Any]:
         if result_tracking:
             print(f"warning: MLflow run not logged: {result_tracking}", file=sys.stderr)
     return result
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 def window_metrics(result: dict[str, Any]) -> dict[str, float]:

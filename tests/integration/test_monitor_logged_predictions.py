@@ -1,0 +1,55 @@
+"""``monitor --from DATE --to DATE``: the predictions the service logged to MLflow as the window."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from starlette.testclient import TestClient
+
+from loan_default import cli
+from loan_service.prediction_log import BackgroundPredictionLog
+from loan_service.schemas import FEATURES
+from tests.conftest import PROJECT_CSV
+from tests.serving_fixtures import build_test_app
+
+pytestmark = pytest.mark.slow
+
+
+def test_logged_predictions_between_two_dates_are_the_window(
+    trained_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = "serving-monitor-test"
+    app, service = build_test_app(
+        trained_artifacts, mlflow_tracking_uri=uri, mlflow_experiment_name=experiment
+    )
+    loans = pd.read_csv(PROJECT_CSV, nrows=400)[list(FEATURES)].to_dict(orient="records")
+    with TestClient(app) as client:
+        for start in range(0, 300, 100):
+            assert client.post(
+                "/predict/batch", json={"loans": loans[start : start + 100]}
+            ).is_success
+        for loan in loans[300:]:
+            assert client.post("/predict", json=loan).is_success
+        log = service.prediction_log
+        assert isinstance(log, BackgroundPredictionLog)
+        assert log.wait_until_idle(180)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", experiment)
+    today = datetime.now(UTC).date()
+    out = tmp_path / "report"
+    arguments = ["--artifacts", str(trained_artifacts), "--out", str(out), "--no-mlflow"]
+    window = ["--from", str(today - timedelta(days=1)), "--to", str(today)]
+    assert cli.main(["monitor", *arguments, *window, "--quiet"]) == 0
+    result = json.loads((out / "monitor.json").read_text())
+    assert result["window"]["loans"] == 400
+    assert result["window"]["from"].startswith(str(today - timedelta(days=1)))
+    assert result["model_version"] == service.model_version
+    assert sum(grade["loans"] for grade in result["grades"]) == 400
+    # A window before any prediction is empty: one line, exit 2.
+    past = ["--from", "2001-01-01", "--to", "2001-01-31"]
+    assert cli.main(["monitor", *arguments, *past, "--quiet"]) == 2
