@@ -107,7 +107,7 @@ def predictor_throughput(artifacts: Path, rows: int, chunk: int, seed: int) -> d
 
     from loan_service.artifacts import load_artifacts
     from loan_service.predictor import DefaultRiskModel, load_probability_model
-    from loan_service.schemas import FEATURES
+    from training.schema import FEATURES
     from training.synthesize import generate_loans
 
     bundle = load_artifacts(artifacts, FEATURES)

@@ -26,6 +26,9 @@ _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
 _TOML_POSITION = re.compile(r"\(at line (\d+), column \d+\)")
 
 
+_UNION_TAGS = frozenset({"int", "float", "str"})
+
+
 class SchemaFileError(ValueError):
     """The schema file cannot be used; the message is one line naming the key and the line."""
 
@@ -57,6 +60,9 @@ def load_schema(path: Path = DEFAULT_SCHEMA) -> BookSchema:
     except ValidationError as error:
         first = error.errors()[0]
         loc = list(first["loc"])
+        if loc and loc[-1] in _UNION_TAGS:  # "int | float" fields: pydantic names the member
+            loc = loc[:-1]
+            first = {**first, "msg": "must be a number"}
         cause = (first.get("ctx") or {}).get("error")
         if isinstance(cause, SchemaKeyError):
             loc += cause.key.split(".")

@@ -223,10 +223,14 @@ def _parse_numeric(text: pd.Series, column: str) -> tuple[pd.Series, list[DataIs
     return values, issues
 
 
+_MISSING_TEXT = frozenset({"", "nan", "null"})
+"""For a category, "none" or "na" can be a real value (no guarantor, not applicable)."""
+
+
 def _parse_text(text: pd.Series, column: str) -> tuple[pd.Series, list[DataIssue]]:
     """A category (or text target) column: stripped text; empty/NaN cells are reported."""
     stripped = text.str.strip()
-    is_missing = stripped.str.lower().isin(_MISSING_TOKENS)
+    is_missing = stripped.str.lower().isin(_MISSING_TEXT)
     issues = []
     if is_missing.any():
         issues.append(_issue(column, "missing value (empty or NaN)", is_missing))

@@ -49,15 +49,15 @@ def _serving() -> Any:
     """``loan_service`` from the serving source root (a folder, never a package named lambda)."""
     if str(_SERVING_SOURCE_ROOT) not in sys.path:
         sys.path.append(str(_SERVING_SOURCE_ROOT))
-    from loan_service import artifacts, predictor, schemas, scoring
+    from loan_service import artifacts, predictor, scoring
 
-    return artifacts, predictor, schemas, scoring
+    return artifacts, predictor, scoring
 
 
 def served_answers(folder: Path, raw: npt.NDArray[np.float64]) -> list[dict[str, Any]]:
     """The serving code's answers (ONNX runtime, default settings) for ``raw`` rows."""
-    artifacts, predictor, schemas, scoring = _serving()
-    bundle = artifacts.load_artifacts(folder, schemas.FEATURES)
+    artifacts, predictor, scoring = _serving()
+    bundle = artifacts.load_artifacts(folder)
     model = predictor.DefaultRiskModel(
         predictor.load_probability_model(bundle, "onnx"), bundle.stats
     )
@@ -67,6 +67,7 @@ def served_answers(folder: Path, raw: npt.NDArray[np.float64]) -> list[dict[str,
         threshold=bundle.manifest.threshold,
         recovery_rate=0.10,  # the service's default; expected loss is not compared
         model_version=bundle.manifest.model_version,
+        book=bundle.manifest.book,
         master_scale=bundle.master_scale,
     )
     answers: list[dict[str, Any]] = assessor.assess_matrix(np.asarray(raw, np.float64), "golden")

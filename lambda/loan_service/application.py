@@ -19,7 +19,6 @@ from pydantic.json_schema import models_json_schema
 from starlette.middleware import Middleware
 
 from loan_service.api.routes import PREDICTION_ROUTES, ROUTERS
-from loan_service.api.routes.predict import REQUEST_BODIES
 from loan_service.artifacts import ArtifactBundle, ArtifactError, load_artifacts
 from loan_service.errors import install_error_handlers
 from loan_service.middleware import (
@@ -33,7 +32,7 @@ from loan_service.middleware import (
 from loan_service.observability import Observability
 from loan_service.prediction_log import PredictionLog, build_prediction_log
 from loan_service.predictor import DefaultRiskModel, load_probability_model
-from loan_service.schemas import FEATURES
+from loan_service.schemas import RequestModels
 from loan_service.scoring import LoanAssessor
 from loan_service.service import PredictionService
 from loan_service.settings import Settings
@@ -59,10 +58,15 @@ def build_service(
     log_stream: IO[str] | None = None,
 ) -> PredictionService:
     """Verify and load the artifacts (raising ``ArtifactError``), then start the logger."""
-    bundle = load_artifacts(settings.resolve_artifact_dir(source_root), FEATURES)
+    bundle = load_artifacts(settings.resolve_artifact_dir(source_root))
+    features = bundle.manifest.book.feature_names
     assessor = build_assessor(bundle, settings)
-    shadow = build_shadow(settings, source_root, bundle.manifest.model_version)
-    log = prediction_log if prediction_log is not None else build_prediction_log(settings)
+    shadow = build_shadow(settings, source_root, bundle.manifest.model_version, features)
+    log = (
+        prediction_log
+        if prediction_log is not None
+        else build_prediction_log(settings, features=features)
+    )
     observability = Observability(
         settings, log, stream=log_stream, model_version=bundle.manifest.model_version
     )
@@ -86,14 +90,16 @@ def build_assessor(bundle: ArtifactBundle, settings: Settings) -> LoanAssessor:
         threshold=bundle.manifest.threshold,
         recovery_rate=settings.recovery_rate,
         model_version=bundle.manifest.model_version,
+        book=bundle.manifest.book,
         master_scale=bundle.master_scale,
     )
 
 
 def build_shadow(
-    settings: Settings, source_root: Path, champion_version: str
+    settings: Settings, source_root: Path, champion_version: str, features: tuple[str, ...]
 ) -> ShadowScorer | None:
-    """The challenger, verified like the champion whenever the image carries one."""
+    """The challenger, verified like the champion whenever the image carries one (it must take
+    the champion's features: the same requests are scored by both)."""
     folder = challenger_folder(settings.resolve_artifact_dir(source_root))
     if not folder.is_dir():
         if settings.shadow_sample_rate > 0:
@@ -103,12 +109,12 @@ def build_shadow(
             )
         return None
     try:
-        challenger = build_assessor(load_artifacts(folder, FEATURES), settings)
+        challenger = build_assessor(load_artifacts(folder, features), settings)
     except ArtifactError as exc:
         raise ArtifactError(f"challenger: {exc}") from exc
     if settings.shadow_sample_rate == 0:
         return None
-    return ShadowScorer(challenger, champion_version, FEATURES, settings.shadow_sample_rate)
+    return ShadowScorer(challenger, champion_version, features, settings.shadow_sample_rate)
 
 
 def _server_lifespan(
@@ -171,11 +177,11 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app)
-    _document_request_bodies(app)
+    _document_request_bodies(app, service.request_models)
     return app
 
 
-def _document_request_bodies(app: FastAPI) -> None:
+def _document_request_bodies(app: FastAPI, models: RequestModels) -> None:
     """Add the prediction routes' body models to the OpenAPI components.
 
     Those routes read the raw body themselves (``api/routes/predict.py``), so FastAPI does not
@@ -188,7 +194,7 @@ def _document_request_bodies(app: FastAPI) -> None:
         if app.openapi_schema is None:
             document = build_document()
             _, definitions = models_json_schema(
-                [(model, "validation") for model in REQUEST_BODIES],
+                [(model, "validation") for model in (models.application, models.batch)],
                 ref_template="#/components/schemas/{model}",
             )
             schemas = {**document["components"]["schemas"], **definitions["$defs"]}

@@ -17,6 +17,7 @@ from typing import Any, Final
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from loan_service.book import BookSchema, FeatureSpec
 from loan_service.stability import (
     REFERENCE_FILE,
     MasterScale,
@@ -72,17 +73,25 @@ class Manifest(BaseModel):
     mlflow_run_id: str | None = None
     mlflow: _MlflowBlock | None = None
     seed: int | None = None
+    book: BookSchema = Field(alias="schema")
+    """The loan book's schema (features, target, reason codes) the model was trained on."""
 
 
 @dataclass(frozen=True, slots=True)
 class FeatureStats:
-    """Training-split statistics as float64 vectors in feature order (normalization, reasons)."""
+    """Training-split statistics as float64 vectors in feature order (normalization, reasons).
+
+    A category's mean and std are 0 and 1 (its index enters the model unnormalized); its
+    ``reference`` is the index of its most frequent training value. ``reference`` is in
+    model-input space: 0 for a number (its training mean, normalized).
+    """
 
     mean: np.ndarray
     std: np.ndarray
     median: np.ndarray
     minimum: np.ndarray
     maximum: np.ndarray
+    reference: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +167,36 @@ def _verify_checksums(directory: Path, manifest: Manifest) -> None:
             )
 
 
-def _read_stats(directory: Path, features: tuple[str, ...]) -> FeatureStats:
+def _category_stats(entry: dict[str, Any], spec: FeatureSpec) -> dict[str, float]:
+    values = list(spec.values or ())
+    mode = entry.get("mode")
+    if entry.get("values") != values or mode not in values:
+        raise ArtifactError(
+            f"{STATS_FILE}: {spec.name} must list the schema's values and one of them as mode"
+        )
+    index = float(values.index(mode))
+    return {"mean": 0.0, "std": 1.0, "q50": index, "min": 0.0, "max": len(values) - 1.0}
+
+
+def _read_stats(directory: Path, book: BookSchema) -> FeatureStats:
     try:
         raw = json.loads((directory / STATS_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{STATS_FILE} is not readable JSON: {exc}") from exc
     columns: dict[str, list[float]] = {key: [] for key in STATS_KEYS}
-    for feature in features:
+    reference: list[float] = []
+    for spec in book.features:
+        feature = spec.name
         entry = raw.get(feature) if isinstance(raw, dict) else None
         if not isinstance(entry, dict):
             raise ArtifactError(f"{STATS_FILE} has no statistics for {feature}")
+        if spec.is_category:
+            category = _category_stats(entry, spec)
+            for key in STATS_KEYS:
+                columns[key].append(category.get(key, category["q50"]))
+            reference.append(category["q50"])
+            continue
+        reference.append(0.0)
         for key in STATS_KEYS:
             value = entry.get(key)
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -183,20 +212,33 @@ def _read_stats(directory: Path, features: tuple[str, ...]) -> FeatureStats:
         median=np.asarray(columns["q50"], dtype=np.float64),
         minimum=np.asarray(columns["min"], dtype=np.float64),
         maximum=np.asarray(columns["max"], dtype=np.float64),
+        reference=np.asarray(reference, dtype=np.float64),
     )
 
 
-def load_artifacts(directory: Path, expected_features: tuple[str, ...]) -> ArtifactBundle:
-    """Verify, then read, the artifact folder; raise ``ArtifactError`` naming what is wrong."""
+def load_artifacts(
+    directory: Path, expected_features: tuple[str, ...] | None = None
+) -> ArtifactBundle:
+    """Verify, then read, the artifact folder; raise ``ArtifactError`` naming what is wrong.
+
+    The features are the manifest schema's; ``expected_features``, when given, must equal them.
+    """
     directory = directory.resolve()
     manifest = _read_manifest(directory)
     _verify_checksums(directory, manifest)
-    if tuple(manifest.features) != expected_features:
+    if tuple(manifest.features) != manifest.book.feature_names:
+        raise ArtifactError(
+            f"{MANIFEST_FILE} features {manifest.features} do not match its schema "
+            f"{list(manifest.book.feature_names)}"
+        )
+    if expected_features is not None and tuple(manifest.features) != expected_features:
         raise ArtifactError(
             f"{MANIFEST_FILE} features {manifest.features} do not match the API schema "
             f"{list(expected_features)}"
         )
-    stats = _read_stats(directory, expected_features)
+    if not manifest.book.is_complete:
+        raise ArtifactError(f"{MANIFEST_FILE}: schema lists a category without its values")
+    stats = _read_stats(directory, manifest.book)
     try:
         master_scale = MasterScale.from_manifest(manifest.grades) if manifest.grades else None
         reference = load_reference(directory) if REFERENCE_FILE in manifest.files else None

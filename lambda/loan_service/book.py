@@ -45,11 +45,11 @@ class FeatureSpec(BaseModel):
 
     name: str = Field(min_length=1)
     type: FeatureType
-    min: float | None = None
+    min: int | float | None = None
     """Inclusive lower bound (numbers); a value below is a data error and a 422."""
-    max: float | None = None
+    max: int | float | None = None
     """Inclusive upper bound (numbers)."""
-    greater_than: float | None = None
+    greater_than: int | float | None = None
     """Exclusive lower bound (numbers), e.g. an income that must be more than 0."""
     values: tuple[str, ...] | None = None
     """Categories: the allowed values, in encoding order (index = the model input)."""
@@ -63,7 +63,7 @@ class FeatureSpec(BaseModel):
 
     @field_validator("min", "max", "greater_than")
     @classmethod
-    def _finite(cls, value: float | None) -> float | None:
+    def _finite(cls, value: int | float | None) -> int | float | None:
         if value is not None and not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value

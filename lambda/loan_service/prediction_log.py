@@ -58,7 +58,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from loan_service.redaction import redact
-from loan_service.schemas import FEATURES, PredictionLogStatus
+from loan_service.schemas import PredictionLogStatus
 from loan_service.settings import Settings
 
 MLFLOW_HTTP_TIMEOUT_SECONDS: Final = 2
@@ -181,7 +181,7 @@ def _random_id(n_bytes: int) -> int:
     return int.from_bytes(os.urandom(n_bytes), "big") or 1
 
 
-def prediction_span_factory() -> Callable[[PredictionRecord], Any]:
+def prediction_span_factory(features: Sequence[str]) -> Callable[[PredictionRecord], Any]:
     """Import MLflow's span entity and OTel's span types; return ``record -> MLflow Span``.
 
     The span is a finished root span: its own trace's only span. Inputs/outputs use MLflow's span
@@ -207,7 +207,7 @@ def prediction_span_factory() -> Callable[[PredictionRecord], Any]:
     }
 
     def prediction_span(record: PredictionRecord) -> Any:
-        loans = [dict(zip(FEATURES, row, strict=True)) for row in record.raw.tolist()]
+        loans = [dict(zip(features, row, strict=True)) for row in record.raw.tolist()]
         outputs = [dict(answer) for answer in record.answers]
         single = record.endpoint == SINGLE_PREDICTION_ENDPOINT and len(loans) == len(outputs) == 1
         fields = {
@@ -326,7 +326,9 @@ class MlflowTraceExporter:
         experiment_name: str,
         token_secret_arn: str | None = None,
         read_secret: Callable[[str], str] = _read_token_from_secrets_manager,
+        features: Sequence[str] = (),
     ) -> None:
+        self._features = tuple(features)
         self._tracking_uri = tracking_uri
         self._experiment_name = experiment_name
         self._token_secret_arn = token_secret_arn
@@ -343,7 +345,7 @@ class MlflowTraceExporter:
         from mlflow.tracing.client import TracingClient
 
         self._tracing_client = TracingClient
-        self._prediction_span = prediction_span_factory()
+        self._prediction_span = prediction_span_factory(self._features)
 
     def connect(self) -> None:
         """Read the token if configured, find or create the experiment, pick the span sink."""
@@ -571,7 +573,7 @@ class BackgroundPredictionLog:
                     self._queue.task_done()
 
 
-def build_prediction_log(settings: Settings) -> PredictionLog:
+def build_prediction_log(settings: Settings, features: Sequence[str] = ()) -> PredictionLog:
     """The MLflow logger when ``MLFLOW_TRACKING_URI`` is set, else the disabled one.
 
     mlflow missing while the URI is set is a deployment mistake, but it must not stop
@@ -583,6 +585,7 @@ def build_prediction_log(settings: Settings) -> PredictionLog:
         tracking_uri=settings.mlflow_tracking_uri.strip(),
         experiment_name=settings.mlflow_experiment_name,
         token_secret_arn=settings.mlflow_tracking_token_secret_arn,
+        features=features,
     )
     try:
         return BackgroundPredictionLog(

@@ -21,6 +21,7 @@ from loan_service.settings import ModelRuntime
 
 ONNX_INPUT_NAME: Final = "input"
 ONNX_PROBABILITIES_OUTPUT: Final = "probabilities"
+ONNX_LOG_ODDS_OUTPUT: Final = "log_odds"
 
 _log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ class ProbabilityModel(Protocol):
     runtime: ModelRuntime
 
     def class_probabilities(self, normalized: np.ndarray) -> np.ndarray:
-        """(n, 2) float64: P(no default), P(default), each computed by the model itself."""
+        """(n, 3) float64: P(no default), P(default), and the model's own float64 log-odds of
+        default (computed before the sigmoid, so finite where both probabilities saturate)."""
         ...
 
 
@@ -63,12 +65,22 @@ class OnnxPredictor:
                 f"'{ONNX_PROBABILITIES_OUTPUT}' (has inputs {sorted(inputs)}, "
                 f"outputs {sorted(outputs)})"
             )
+        # A graph without 'log_odds' (trained before it existed) still serves: its log-odds
+        # come from both probability columns, which saturate only for the clearest cases.
+        self._has_log_odds = ONNX_LOG_ODDS_OUTPUT in outputs
         self._output_names = [ONNX_PROBABILITIES_OUTPUT]
+        if self._has_log_odds:
+            self._output_names.append(ONNX_LOG_ODDS_OUTPUT)
 
     def class_probabilities(self, normalized: np.ndarray) -> np.ndarray:
         rows = np.ascontiguousarray(normalized, dtype=np.float32)
-        (probabilities,) = self._session.run(self._output_names, {ONNX_INPUT_NAME: rows})
-        return np.asarray(probabilities, dtype=np.float64)
+        outputs = self._session.run(self._output_names, {ONNX_INPUT_NAME: rows})
+        probabilities = np.asarray(outputs[0], dtype=np.float64)
+        if self._has_log_odds:
+            log_odds = np.asarray(outputs[1], dtype=np.float64).reshape(-1, 1)
+        else:
+            log_odds = pair_log_odds(probabilities).reshape(-1, 1)
+        return np.concatenate((probabilities, log_odds), axis=1)
 
 
 class SklearnPredictor:
@@ -94,8 +106,11 @@ class SklearnPredictor:
             raise ArtifactError(f"{pickle_path.name} could not be unpickled") from exc
 
     def class_probabilities(self, normalized: np.ndarray) -> np.ndarray:
-        probabilities = self._model.predict_proba(np.asarray(normalized, dtype=np.float64))
-        return np.asarray(probabilities, dtype=np.float64)
+        from loan_service.sklearn_model import calibrated_log_odds
+
+        rows = np.asarray(normalized, dtype=np.float64)
+        probabilities = np.asarray(self._model.predict_proba(rows), dtype=np.float64)
+        return np.column_stack((probabilities, calibrated_log_odds(self._model, rows)))
 
 
 def load_probability_model(bundle: ArtifactBundle, runtime: ModelRuntime) -> ProbabilityModel:
@@ -118,25 +133,35 @@ _SMALLEST: Final = float(np.finfo(np.float32).tiny)
 _PROBABILITY_SLACK: Final = 1e-6  # float32 sums may land a hair above 1
 
 
-def check_probabilities(pairs: np.ndarray) -> None:
-    """Raise ``FloatingPointError`` unless every value is in [0, 1] (float32 slack; NaN fails)."""
+def check_probabilities(outputs: np.ndarray) -> None:
+    """Raise ``FloatingPointError`` unless every probability is in [0, 1] (float32 slack) and
+    every log-odds is finite (NaN fails both)."""
+    pairs = outputs[..., :2]
     if pairs.size and not (pairs.min() >= 0.0 and pairs.max() <= 1.0 + _PROBABILITY_SLACK):
         raise FloatingPointError("the model returned a probability outside [0, 1]")
+    if outputs.shape[-1] > 2 and not np.isfinite(outputs[..., 2]).all():
+        raise FloatingPointError("the model returned a log-odds that is not finite")
 
 
-def log_odds(pairs: np.ndarray) -> np.ndarray:
+def pair_log_odds(pairs: np.ndarray) -> np.ndarray:
     """float64 log-odds of default from (..., 2) pairs (P(no default), P(default)); both tails."""
     return np.log(np.maximum(pairs[..., 1], _SMALLEST)) - np.log(
         np.maximum(pairs[..., 0], _SMALLEST)
     )
 
 
+def log_odds(outputs: np.ndarray) -> np.ndarray:
+    """The model's own log-odds (column 2) where it gives them, else from the probabilities."""
+    return outputs[..., 2] if outputs.shape[-1] > 2 else pair_log_odds(outputs)
+
+
 def explain_block(block: list[list[float]]) -> tuple[float, list[float]]:
     """One applicant's block of model outputs -> (PD, impact of each feature).
 
-    ``block[0]`` is the applicant's (P(no default), P(default)); ``block[j + 1]`` the same with
-    feature j at its training mean. The impact of feature j is how much the log-odds fall when it
-    moves to its mean (> 0: it raised the risk). The one-applicant view of ``explain``.
+    ``block[0]`` is the applicant's (P(no default), P(default)[, log-odds]); ``block[j + 1]``
+    the same with feature j at its reference (a number's training mean, a category's commonest
+    value). The impact of feature j is how much the log-odds fall when it moves there (> 0: it
+    raised the risk). The one-applicant view of ``explain``.
     """
     pairs = np.asarray(block, dtype=np.float64)[None, :, :]
     probability, _, impact = explain(pairs)
@@ -144,7 +169,10 @@ def explain_block(block: list[list[float]]) -> tuple[float, list[float]]:
 
 
 def explain(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(n, k+1, 2) blocks -> PD (n,), log-odds (n,) and impacts (n, k), all float64, no loop."""
+    """(n, k+1, 2 or 3) blocks -> PD (n,), log-odds (n,) and impacts (n, k), float64, no loop.
+
+    Impacts are differences of the model's float64 log-odds (taken before the sigmoid): where
+    the probability of a clear decline is exactly 1.0, its counterfactuals still differ."""
     check_probabilities(blocks)
     odds = log_odds(blocks)
     applicant = odds[:, 0]
@@ -173,6 +201,10 @@ class DefaultRiskModel:
         mask = np.ones((self.n_features + 1, self.n_features), dtype=np.float32)
         mask[np.arange(self.n_features) + 1, np.arange(self.n_features)] = 0.0
         self._counterfactual_mask = mask
+        # A category's reference is its commonest value's index, not 0: added after the mask.
+        fill = np.zeros_like(mask)
+        fill[np.arange(self.n_features) + 1, np.arange(self.n_features)] = stats.reference
+        self._counterfactual_fill = fill if fill.any() else None
 
     @property
     def runtime(self) -> ModelRuntime:
@@ -189,7 +221,7 @@ class DefaultRiskModel:
 
     def probability(self, raw: np.ndarray) -> np.ndarray:
         """PD only (no counterfactuals), vectorized: one model call for all rows."""
-        return np.minimum(self.pairs(raw)[:, 1], 1.0)
+        return np.asarray(np.minimum(self.pairs(raw)[:, 1], 1.0))
 
     def blocks(self, raw: np.ndarray) -> np.ndarray:
         """ONE model call for ``raw`` (n, k) and its counterfactuals: (n, k+1, 2) float64 of
@@ -197,8 +229,10 @@ class DefaultRiskModel:
         n_rows, n_features = raw.shape
         normalized = self.normalize(raw).astype(np.float32)
         block = normalized[:, None, :] * self._counterfactual_mask
+        if self._counterfactual_fill is not None:
+            block += self._counterfactual_fill
         flat = self._model.class_probabilities(block.reshape(-1, n_features))
-        return flat.reshape(n_rows, n_features + 1, 2)
+        return flat.reshape(n_rows, n_features + 1, flat.shape[1])
 
     def score(self, raw: np.ndarray) -> ScoredRows:
         """PD and per-feature impacts as arrays (analysis and tests)."""

@@ -1,95 +1,32 @@
-"""Why a loan scored as it did: reason codes, the choice of reasons per row, their wording.
+"""Adverse-action reasons: which features raised a declined applicant's risk, as stable codes.
 
-Reasons are counterfactual: for each feature, how much the applicant's log-odds of default would
-fall if that feature alone moved to its training mean (the others unchanged); the scoring core
-computes those impacts in its one model call (``scoring.LoanScorer``). Features whose move would
-lower the log-odds by at least 0.1 (odds 10 % lower) are reasons, largest first, at most three.
-Each has a stable adverse-action code for machines (``REASON_CODES``) and a sentence for people
-(``REASON_TEXT``).
+Method. For every feature j, the contribution is how much the applicant's calibrated log-odds of
+default would fall if that feature alone moved to its reference - a number's training mean, a
+category's most frequent training value (``stats.json``'s ``mode``) - with the other features
+unchanged: ``logit(x) - logit(x with x_j := reference_j)``. For a logistic model on numbers this
+is exactly the feature's scorecard points ``w_j * (x_j - mean_j)``. The log-odds are the model's
+own float64 output, taken before the sigmoid (ONNX output ``log_odds``), so they never saturate:
+an applicant whose PD is exactly 1.0 in float32 still has finite, distinct contributions.
+
+Reasons are the features whose contribution is at least ``REASON_MIN_LOG_ODDS`` (0.1: the odds of
+default at least 10 % higher), largest first, at most ``MAX_REASONS``, and only for declined
+applicants (prediction 1): an approved applicant gets no adverse-action reasons. All of it is
+array work on one batched model call (each row plus its k counterfactual rows); the words a person
+reads are a lookup on the code (``ReasonCatalogue``), done only where a person reads them.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 
-from loan_service.schemas import FEATURES
+from loan_service.book import BookSchema
 
+MAX_REASONS: Final = 4
 REASON_MIN_LOG_ODDS: Final = 0.1
-MAX_REASONS: Final = 3
-NO_REASON: Final = -1  # padding in ``ScoredBlock.reasons`` (fewer reasons than slots)
-# Stable adverse-action code of each feature, sent instead of words wherever a machine reads them.
-REASON_CODES: Final[dict[str, str]] = {
-    "credit_lines_outstanding": "CL",
-    "loan_amt_outstanding": "LA",
-    "total_debt_outstanding": "TD",
-    "income": "IN",
-    "years_employed": "YE",
-    "fico_score": "FI",
-}
-
-
-def _money(value: float) -> str:
-    return f"${value:,.0f}"
-
-
-def _count(value: float, singular: str, plural: str) -> str:
-    whole = round(value)
-    return f"{whole} {singular if whole == 1 else plural}"
-
-
-def _credit_lines(value: float, typical: float, _loan: Sequence[float]) -> str:
-    return f"{_count(value, 'credit line', 'credit lines')} outstanding (typical: {round(typical)})"
-
-
-def _loan_amount(value: float, typical: float, _loan: Sequence[float]) -> str:
-    return f"Loan balance of {_money(value)} (typical: {_money(typical)})"
-
-
-# Past this share of yearly income a percentage says nothing more (and an income of 1e-320, which
-# is > 0 and so valid, would make it "inf%"): the text says "over 100 times" instead.
-_MAX_DEBT_SHARE: Final = 100.0
-
-
-def _share_of_income(debt: float, income: float) -> str:
-    share = debt / income if income > 0 else math.inf
-    if not share <= _MAX_DEBT_SHARE:  # also inf and NaN: no text ever shows them
-        return f"over {_MAX_DEBT_SHARE:.0f} times yearly income"
-    return f"{share:.0%} of yearly income"
-
-
-def _total_debt(value: float, typical: float, loan: Sequence[float]) -> str:
-    income = loan[FEATURES.index("income")]
-    return (
-        f"Total debt of {_money(value)}, {_share_of_income(value, income)} "
-        f"(typical: {_money(typical)})"
-    )
-
-
-def _income(value: float, typical: float, _loan: Sequence[float]) -> str:
-    return f"Yearly income of {_money(value)} (typical: {_money(typical)})"
-
-
-def _years_employed(value: float, typical: float, _loan: Sequence[float]) -> str:
-    return f"{_count(value, 'year', 'years')} with the current employer (typical: {round(typical)})"
-
-
-def _fico(value: float, typical: float, _loan: Sequence[float]) -> str:
-    return f"FICO score of {round(value)} (typical: {round(typical)})"
-
-
-ReasonWriter = Callable[[float, float, Sequence[float]], str]
-REASON_TEXT: Final[dict[str, ReasonWriter]] = {
-    "credit_lines_outstanding": _credit_lines,
-    "loan_amt_outstanding": _loan_amount,
-    "total_debt_outstanding": _total_debt,
-    "income": _income,
-    "years_employed": _years_employed,
-    "fico_score": _fico,
-}
+NO_REASON: Final = -1  # padding in a reasons array (fewer reasons than slots)
 
 
 def top_reasons(
@@ -97,8 +34,8 @@ def top_reasons(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n, k) impacts -> the ``max_reasons`` largest at or above ``REASON_MIN_LOG_ODDS`` per row.
 
-    A stable sort on the negated impacts keeps ties in feature order, as Python's
-    ``sorted(reverse=True)`` does. Returns (feature indices with -1 padding, impacts with NaN).
+    A stable sort on the negated impacts keeps ties in feature order. Returns (feature indices
+    with ``NO_REASON`` padding, impacts with NaN padding), both (n, max_reasons).
     """
     n_rows, n_features = impact.shape
     slots = min(max_reasons, n_features)
@@ -110,3 +47,43 @@ def top_reasons(
     reasons[:, :slots] = np.where(keep, order, NO_REASON)
     values[:, :slots] = np.where(keep, chosen, np.nan)
     return reasons, values
+
+
+def declined_only(
+    reasons: np.ndarray, impact: np.ndarray, prediction: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same arrays with every approved row's reasons cleared (no adverse action there)."""
+    approved = prediction == 0
+    if not approved.any():
+        return reasons, impact
+    reasons = reasons.copy()
+    impact = impact.copy()
+    reasons[approved] = NO_REASON
+    impact[approved] = np.nan
+    return reasons, impact
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonCatalogue:
+    """The book's reason codes and adverse-action wording, indexed by feature position."""
+
+    features: tuple[str, ...]
+    codes: tuple[str, ...]
+    texts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, book: BookSchema) -> ReasonCatalogue:
+        return cls(
+            features=book.feature_names,
+            codes=tuple(feature.reason_code for feature in book.features),
+            texts=tuple(feature.reason for feature in book.features),
+        )
+
+    def code_columns(self, reasons: np.ndarray) -> list[np.ndarray]:
+        """One object array of codes per reason slot (None where unused): a lookup, no loop."""
+        lookup = np.array([*self.codes, None], dtype=object)  # index -1 -> None
+        return [lookup[reasons[:, slot]] for slot in range(reasons.shape[1])]
+
+    def text_of_code(self, code: str) -> str:
+        """The adverse-action wording of a code (for files that carry codes only)."""
+        return self.texts[self.codes.index(code)]

@@ -1,9 +1,11 @@
-"""Request and response models of the HTTP API, and the typed answers the service builds.
+"""Request and response models of the HTTP API; the request models are built per loan book.
 
+The features are the trained model's schema (``manifest.json``): ``build_request_models`` makes
+``LoanApplication`` and ``LoanBatch`` from it at start-up, so no feature is named in the code.
 Inputs are strict: ``true`` or ``"5"`` is not a number, NaN/Infinity are refused, unknown fields
 are refused. Counts are whole numbers: ``5`` and ``5.0`` are accepted (JSON does not tell them
-apart), ``5.5`` is not. The upper bounds beyond SPEC's ranges are sanity caps that keep the
-arithmetic finite (a billion dollars of income is a typo, not an applicant).
+apart), ``5.5`` is not. Bounds are the schema's (inclusive ``min``/``max``, exclusive
+``greater_than``), a category takes exactly one of its ``values``.
 
 The service builds its answers as ``TypedDict``s (``PredictionAnswer`` ...) with exactly the fields
 of the ``*Public`` models, which document them in the OpenAPI schema: pydantic-core serializes a
@@ -12,28 +14,19 @@ dict in one call, and building model instances per answer would cost more than t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Annotated, Any, Final, Literal, TypedDict
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+
+from loan_service.book import BookSchema, FeatureSpec
 
 MAX_BATCH_LOANS: Final = 1000
-MAX_AMOUNT: Final = 1e9
-MAX_CREDIT_LINES: Final = 1000
-MAX_YEARS_EMPLOYED: Final = 100
-FICO_MIN: Final = 300
-FICO_MAX: Final = 850
 
 _STRICT_INPUT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 _OUTPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-EXAMPLE_LOAN: Final[dict[str, Any]] = {
-    "credit_lines_outstanding": 1,
-    "loan_amt_outstanding": 4500.0,
-    "total_debt_outstanding": 7800.0,
-    "income": 72000.0,
-    "years_employed": 5,
-    "fico_score": 640,
-}
 
 
 def _integral_float_to_int(value: Any) -> Any:
@@ -49,69 +42,125 @@ def _integral_float_to_int(value: Any) -> Any:
 _WHOLE_NUMBER = BeforeValidator(_integral_float_to_int)
 
 
-class LoanApplication(BaseModel):
-    """One applicant: the six model features, in the model's feature order."""
-
-    model_config = ConfigDict(
-        strict=True,
-        extra="forbid",
-        allow_inf_nan=False,
-        json_schema_extra={"examples": [dict(EXAMPLE_LOAN)]},
-    )
-
-    credit_lines_outstanding: Annotated[
-        int,
-        Field(
-            ge=0,
-            le=MAX_CREDIT_LINES,
-            description="Open credit lines besides this loan (whole number, 0 or more).",
-        ),
-        _WHOLE_NUMBER,
-    ]
-    loan_amt_outstanding: Annotated[
-        float,
-        Field(
-            ge=0,
-            le=MAX_AMOUNT,
-            description="Principal still owed on this loan, in dollars (the exposure at default).",
-        ),
-    ]
-    total_debt_outstanding: Annotated[
-        float,
-        Field(ge=0, le=MAX_AMOUNT, description="All debt the borrower owes, in dollars."),
-    ]
-    income: Annotated[
-        float,
-        Field(gt=0, le=MAX_AMOUNT, description="Yearly income in dollars (more than 0)."),
-    ]
-    years_employed: Annotated[
-        int,
-        Field(
-            ge=0,
-            le=MAX_YEARS_EMPLOYED,
-            description="Years with the current employer (whole number, 0 or more).",
-        ),
-        _WHOLE_NUMBER,
-    ]
-    fico_score: Annotated[
-        int,
-        Field(ge=FICO_MIN, le=FICO_MAX, description="FICO credit score, 300 to 850."),
-        _WHOLE_NUMBER,
-    ]
-
-
-FEATURES: Final[tuple[str, ...]] = tuple(LoanApplication.model_fields)
-
-
-class LoanBatch(BaseModel):
-    """Up to 1000 applicants scored in one call; answers keep the input order."""
+class LoanInput(BaseModel):
+    """Base of every book's request model; ``model_input`` is its row of the model input."""
 
     model_config = _STRICT_INPUT
 
-    loans: Annotated[
-        list[LoanApplication],
+    def model_input(self) -> tuple[Any, ...]:
+        """The features in the model's order, a category as its value's index."""
+        raise NotImplementedError  # replaced per book by ``build_request_models``
+
+
+class LoanBatchInput(BaseModel):
+    """Base of every book's batch model (``loans`` is narrowed to the book's application)."""
+
+    model_config = _STRICT_INPUT
+
+    loans: list[LoanInput]
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    """The request models of one loan book, built from its schema at start-up."""
+
+    application: type[LoanInput]
+    batch: type[LoanBatchInput]
+    example: dict[str, Any]
+    features: tuple[str, ...]
+
+
+def _feature_field(feature: FeatureSpec) -> Any:
+    """The annotated type of one feature: strict number/integer with bounds, or its values."""
+    bounds: dict[str, Any] = {}
+    if feature.min is not None:
+        bounds["ge"] = feature.min
+    if feature.greater_than is not None:
+        bounds["gt"] = feature.greater_than
+    if feature.max is not None:
+        bounds["le"] = feature.max
+    description = feature.description or feature.title
+    if feature.is_category:
+        values = tuple(feature.values or ())
+        choice: Any = Literal[values]
+        return Annotated[choice, Field(description=description)]
+    if feature.type == "integer":
+        return Annotated[int, Field(description=description, **bounds), _WHOLE_NUMBER]
+    return Annotated[float, Field(description=description, **bounds)]
+
+
+def _row_getter(book: BookSchema) -> Any:
+    """``model_input`` for the book: attrgetter (C speed), categories mapped to their index."""
+    names = book.feature_names
+    values_of = attrgetter(*names) if len(names) > 1 else (lambda loan: (getattr(loan, names[0]),))
+    if not book.categories:
+
+        def model_input(self: LoanInput) -> tuple[Any, ...]:
+            row: tuple[Any, ...] = values_of(self)
+            return row
+
+        return model_input
+    codes = [
+        {value: index for index, value in enumerate(feature.values or ())}
+        if feature.is_category
+        else None
+        for feature in book.features
+    ]
+
+    def model_input_with_codes(self: LoanInput) -> tuple[Any, ...]:
+        return tuple(
+            value if code is None else code[value]
+            for value, code in zip(values_of(self), codes, strict=True)
+        )
+
+    return model_input_with_codes
+
+
+def build_request_models(book: BookSchema, example: dict[str, Any]) -> RequestModels:
+    """``LoanApplication`` and ``LoanBatch`` for ``book``: one field per feature, in order.
+
+    Inputs are strict as described in the module docstring; a category accepts exactly the
+    strings of its ``values``. ``example`` is the loan the OpenAPI document shows.
+    """
+    fields = {feature.name: (_feature_field(feature), ...) for feature in book.features}
+    application = create_model(  # type: ignore[call-overload]
+        "LoanApplication",
+        __base__=LoanInput,
+        __doc__=f"One applicant of the {book.name}: the model's features, in its feature order.",
+        **fields,
+    )
+    application.model_config["json_schema_extra"] = {"examples": [dict(example)]}
+    application.model_input = _row_getter(book)
+    application.model_rebuild(force=True)
+    loans: Any = Annotated[
+        list[application],  # type: ignore[valid-type]
         Field(min_length=1, max_length=MAX_BATCH_LOANS, description="1 to 1000 applicants."),
     ]
+    batch = create_model(
+        "LoanBatch",
+        __base__=LoanBatchInput,
+        __doc__="Up to 1000 applicants scored in one call; answers keep the input order.",
+        loans=(loans, ...),
+    )
+    return RequestModels(
+        application=application, batch=batch, example=dict(example), features=book.feature_names
+    )
+
+
+def example_loan(book: BookSchema, stats_median: Sequence[float]) -> dict[str, Any]:
+    """The schema's ``example`` per feature, else the training median (a category's mode)."""
+    example: dict[str, Any] = {}
+    for feature, median in zip(book.features, stats_median, strict=True):
+        given = getattr(feature, "example", None)
+        if given is not None:
+            example[feature.name] = given
+        elif feature.is_category:
+            example[feature.name] = (feature.values or ())[int(median)]
+        elif feature.type == "integer":
+            example[feature.name] = round(median)
+        else:
+            example[feature.name] = round(median, 2)
+    return example
 
 
 RiskBand = Literal["low", "medium", "high"]
@@ -120,6 +169,7 @@ RiskBand = Literal["low", "medium", "high"]
 class ReasonAnswer(TypedDict):
     """``ReasonPublic`` as the service builds it."""
 
+    code: str
     feature: str
     impact: float
     text: str
@@ -135,7 +185,7 @@ class PredictionAnswer(TypedDict):
     risk_band: RiskBand
     grade: int | None
     reasons: list[ReasonAnswer]
-    expected_loss: float
+    expected_loss: float | None
     model_version: str
     request_id: str
 
@@ -149,16 +199,17 @@ class BatchPredictionAnswer(TypedDict):
 
 
 class ReasonPublic(BaseModel):
-    """A principal factor that raised this applicant's probability of default."""
+    """A principal reason for declining: a feature that raised this applicant's risk."""
 
     model_config = _OUTPUT
 
+    code: str = Field(description="The reason's stable code (the schema's reason_code).")
     feature: str = Field(description="The feature's name, as in the request.")
     impact: float = Field(
         description="Log-odds of default this feature adds over its training average (> 0); "
         "exp(impact) is the factor by which it multiplies the odds of default."
     )
-    text: str = Field(description="The reason in plain words, for the applicant.")
+    text: str = Field(description="The adverse-action wording of the reason (the schema's).")
 
 
 class PredictionPublic(BaseModel):
@@ -179,10 +230,14 @@ class PredictionPublic(BaseModel):
         "risk; null only for a model trained before grades existed.",
     )
     reasons: list[ReasonPublic] = Field(
-        max_length=3, description="Up to three factors that raised the PD, largest first."
+        max_length=4,
+        description="Declined applicants only: up to four principal reasons, the one that "
+        "raised the risk most first. Approved applicants get none.",
     )
-    expected_loss: float = Field(
-        ge=0.0, description="PD x (1 - recovery rate) x loan_amt_outstanding, in dollars."
+    expected_loss: float | None = Field(
+        ge=0.0,
+        description="PD x (1 - recovery rate) x the exposure feature of the book's schema; "
+        "null for a book that names no exposure.",
     )
     model_version: str
     request_id: str
@@ -264,7 +319,9 @@ class RiskBandsPublic(BaseModel):
 class ModelInfoPublic(BaseModel):
     """The manifest's public part: what model this is and how well it scored on held-out data."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=True, populate_by_name=True, serialize_by_alias=True
+    )
 
     model_version: str
     model_name: str
@@ -273,6 +330,11 @@ class ModelInfoPublic(BaseModel):
     selection_reason: str
     created_at: str
     features: list[str]
+    schema_: dict[str, object] = Field(
+        alias="schema",
+        description="The loan book's schema: each feature's type, bounds or values, label, unit, "
+        "description, hint and reason code (the page builds its form from it).",
+    )
     threshold: float
     risk_bands: RiskBandsPublic
     grades: dict[str, object] | None = Field(

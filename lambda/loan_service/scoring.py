@@ -12,36 +12,40 @@ Cut points (documented in ``docs/`` and in ``GET /model``):
 * ``medium`` 0.20 <= PD < threshold: above the loan book's average default rate (about 18.5 %);
 * ``low``    PD < 0.20.
 
-Reasons are counterfactual: for each feature, how much the applicant's log-odds of default would
-fall if that feature alone moved to its training mean (the others unchanged). For a logistic model
-this is exactly the feature's scorecard points, w * (x - mean). Features whose move would lower the
-log-odds by at least 0.1 (odds 10 % lower) are reasons, largest first, at most three: they RAISED
-this applicant's risk. All of it costs one batched model call (the applicant plus k counterfactual
-rows each). Why log-odds and not PD points: this model puts three applicants in four at a PD below
-1e-6 and one in eight at exactly 1.0 in float32, where every PD difference is zero. Reasons are
-feature indices in the arrays and stable codes in files; their codes, their choice per row and
-their wording for people (done only where a person reads it, the API) live in ``reasons``.
+Reasons (``loan_service.reasons``): up to four features that raised a declined applicant's
+calibrated log-odds of default the most, against each feature's reference, from one batched model
+call; feature indices in the arrays, the book schema's stable codes in files, its adverse-action
+wording in the API's answers. Everything that depends on the features - codes, wording, the
+exposure of the expected loss - comes from the trained model's schema (``manifest.json``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import attrgetter
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 
 from loan_service.artifacts import FeatureStats
+from loan_service.book import BookSchema
 from loan_service.predictor import DefaultRiskModel, explain
-from loan_service.reasons import MAX_REASONS, NO_REASON, REASON_CODES, REASON_TEXT, top_reasons
-from loan_service.schemas import FEATURES, LoanApplication, PredictionAnswer, RiskBand
+from loan_service.reasons import (
+    MAX_REASONS,
+    NO_REASON,
+    REASON_MIN_LOG_ODDS,
+    ReasonCatalogue,
+    declined_only,
+    top_reasons,
+)
+from loan_service.schemas import PredictionAnswer, RiskBand
 from loan_service.stability import MasterScale
+
+__all__ = ["MAX_REASONS", "NO_REASON", "REASON_MIN_LOG_ODDS", "top_reasons"]
 
 MEDIUM_RISK_FROM: Final = 0.20
 # ``ScoredBlock.band`` index -> name, ordered by risk: ``band >= 1`` is "medium or worse".
 RISK_BANDS: Final[tuple[RiskBand, ...]] = ("low", "medium", "high")
-EXPOSURE_FEATURE: Final = "loan_amt_outstanding"  # exposure at default for expected loss
 # The original system's ``message``, worded per risk band so it never contradicts ``risk_band``
 # (a medium-band applicant is below the threshold, hence approved, but not "low risk").
 MESSAGE_BY_BAND: Final[dict[RiskBand, str]] = {
@@ -49,10 +53,6 @@ MESSAGE_BY_BAND: Final[dict[RiskBand, str]] = {
     "medium": "Moderate risk of default",
     "low": "Low risk of default",
 }
-
-_feature_values = attrgetter(*FEATURES)
-
-
 PredictionItem = PredictionAnswer  # one answer in the PredictionPublic shape
 
 
@@ -66,12 +66,18 @@ def band_indices(probability: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(probability >= threshold, 2, probability >= MEDIUM_RISK_FROM).astype(np.int8)
 
 
-def loans_to_matrix(loans: Sequence[LoanApplication]) -> np.ndarray:
-    """(n, 6) float64 in feature order; attrgetter keeps this a C-speed loop."""
-    return np.array([_feature_values(loan) for loan in loans], dtype=np.float64)
+def loans_to_matrix(loans: Sequence[Any], columns: Sequence[str] | None = None) -> np.ndarray:
+    """(n, k) float64 in the model's feature order from validated request models.
+
+    Each model's ``model_input()`` gives its row (categories as value indices); a C-speed loop.
+    """
+    return np.array([loan.model_input() for loan in loans], dtype=np.float64)
 
 
-Explain = Literal["all", "declined", "none"]
+Explain = Literal["all", "declined", "declined_one_call", "none"]
+"""Which rows get reasons: all; declined only (two calls: PDs, then the declined rows'
+counterfactuals - cheapest when most are approved); declined only from ONE call of every row's
+counterfactuals (the API's few rows per request); none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,21 +128,21 @@ class LoanScorer:
         model: DefaultRiskModel,
         threshold: float,
         recovery_rate: float,
-        features: Sequence[str] = FEATURES,
-        exposure_feature: str | None = EXPOSURE_FEATURE,
         *,
+        book: BookSchema,
         master_scale: MasterScale | None = None,
     ) -> None:
         self.model = model
+        self.book = book
         self.master_scale = master_scale
         self.threshold = threshold
         self.recovery_rate = recovery_rate
         self.loss_given_default = 1.0 - recovery_rate
-        self.features = tuple(features)
-        self.reason_codes = tuple(REASON_CODES[name] for name in self.features)
-        self._exposure_column = (
-            self.features.index(exposure_feature) if exposure_feature in self.features else None
-        )
+        self.features = book.feature_names
+        self.catalogue = ReasonCatalogue.of(book)
+        self.reason_codes = self.catalogue.codes
+        exposure = book.loss.exposure
+        self._exposure_column = self.features.index(exposure) if exposure else None
 
     @property
     def runtime(self) -> str:
@@ -147,9 +153,13 @@ class LoanScorer:
         n_rows = raw.shape[0]
         reasons = np.full((n_rows, MAX_REASONS), NO_REASON, dtype=np.int16)
         reason_impact = np.full((n_rows, MAX_REASONS), np.nan, dtype=np.float64)
-        if explain_rows == "all":
+        if explain_rows in ("all", "declined_one_call"):
             probability, odds, impact = explain(self.model.blocks(raw))
             reasons, reason_impact = top_reasons(impact)
+            if explain_rows == "declined_one_call":
+                reasons, reason_impact = declined_only(
+                    reasons, reason_impact, (probability >= self.threshold).astype(np.int8)
+                )
         else:
             pairs = self.model.pairs(raw)[:, None, :]
             probability, odds, _ = explain(pairs)
@@ -174,12 +184,11 @@ class LoanScorer:
 
     def reason_code_columns(self, scored: ScoredBlock) -> list[np.ndarray]:
         """One object array of codes per reason slot (None where unused): a lookup, no loop."""
-        lookup = np.array([*self.reason_codes, None], dtype=object)  # index -1 -> None
-        return [lookup[scored.reasons[:, slot]] for slot in range(scored.reasons.shape[1])]
+        return self.catalogue.code_columns(scored.reasons)
 
 
 class LoanAssessor:
-    """The API's answers: the core's arrays, worded for people (message, reason text)."""
+    """The API's answers: the core's arrays, worded for people (message, reason wording)."""
 
     def __init__(
         self,
@@ -189,23 +198,32 @@ class LoanAssessor:
         recovery_rate: float,
         model_version: str,
         *,
+        book: BookSchema,
         master_scale: MasterScale | None = None,
     ) -> None:
-        self.scorer = LoanScorer(model, threshold, recovery_rate, master_scale=master_scale)
+        self.scorer = LoanScorer(
+            model, threshold, recovery_rate, book=book, master_scale=master_scale
+        )
         self.model = model
+        self.book = book
         self.threshold = threshold
         self.recovery_rate = recovery_rate
         self.model_version = model_version
         self._typical = [float(v) for v in stats.mean]
-        self._writers = [REASON_TEXT[name] for name in FEATURES]
+        catalogue = self.scorer.catalogue
+        # The reason objects are the same for every answer that cites a feature: built once.
+        self._reason_parts = [
+            (catalogue.codes[index], name, catalogue.texts[index])
+            for index, name in enumerate(catalogue.features)
+        ]
 
     @property
     def runtime(self) -> str:
         return self.model.runtime
 
     def assess_matrix(self, raw: np.ndarray, request_id: str) -> list[PredictionItem]:
-        """One request's rows: one model call (n x 7 rows including the counterfactuals)."""
-        return self.answers(raw, self.scorer.score(raw), request_id)
+        """One request's rows: one model call (n x (k+1) rows including the counterfactuals)."""
+        return self.answers(raw, self.scorer.score(raw, "declined_one_call"), request_id)
 
     def assess_together(
         self, raws: Sequence[np.ndarray], request_ids: Sequence[str]
@@ -217,7 +235,7 @@ class LoanAssessor:
         """
         if len(raws) == 1:
             return [self.assess_matrix(raws[0], request_ids[0])]
-        scored = self.scorer.score(np.concatenate(raws))
+        scored = self.scorer.score(np.concatenate(raws), "declined_one_call")
         answers = []
         start = 0
         for raw, request_id in zip(raws, request_ids, strict=True):
@@ -234,22 +252,20 @@ class LoanAssessor:
         Answers are ``PredictionAnswer`` dicts (the ``PredictionPublic`` shape), serialized by the
         routes in pydantic-core, once. Building model instances here would cost more than the
         model call. The only per-row work left is what JSON needs anyway: one dict per answer,
-        and the reason wording.
+        and the reasons looked up by index.
         """
         threshold = self.threshold
         model_version = self.model_version
-        typical = self._typical
-        writers = self._writers
-        expected_loss = scored.expected_loss
-        assert expected_loss is not None  # the default book always has its exposure feature
+        parts = self._reason_parts
+        n_rows = len(scored)
+        losses = [None] * n_rows if scored.expected_loss is None else scored.expected_loss.tolist()
         answers: list[PredictionItem] = []
-        grades = [None] * len(scored) if scored.grade is None else scored.grade.tolist()
-        for values, probability, prediction, band, loss, reasons, impacts, grade in zip(
-            raw.tolist(),
+        grades = [None] * n_rows if scored.grade is None else scored.grade.tolist()
+        for probability, prediction, band, loss, reasons, impacts, grade in zip(
             scored.probability.tolist(),
             scored.prediction.tolist(),
             scored.band.tolist(),
-            expected_loss.tolist(),
+            losses,
             scored.reasons.tolist(),
             scored.reason_impact.tolist(),
             grades,
@@ -266,19 +282,20 @@ class LoanAssessor:
                     "grade": grade,
                     "reasons": [
                         {
-                            "feature": FEATURES[column],
+                            "code": parts[column][0],
+                            "feature": parts[column][1],
                             "impact": round(impact, 3),
-                            "text": writers[column](values[column], typical[column], values),
+                            "text": parts[column][2],
                         }
                         for column, impact in zip(reasons, impacts, strict=True)
                         if column != NO_REASON
                     ],
-                    "expected_loss": round(loss, 2),
+                    "expected_loss": None if loss is None else round(loss, 2),
                     "model_version": model_version,
                     "request_id": request_id,
                 }
             )
         return answers
 
-    def assess(self, loans: Sequence[LoanApplication], request_id: str) -> list[PredictionItem]:
+    def assess(self, loans: Sequence[Any], request_id: str) -> list[PredictionItem]:
         return self.assess_matrix(loans_to_matrix(loans), request_id)

@@ -25,10 +25,13 @@ from loan_service.observability import Observability
 from loan_service.prediction_log import PredictionLog, PredictionRecord
 from loan_service.schemas import (
     HealthPublic,
-    LoanApplication,
+    LoanInput,
     ModelInfoPublic,
     PredictionAnswer,
+    RequestModels,
     RiskBandsPublic,
+    build_request_models,
+    example_loan,
 )
 from loan_service.scoring import MEDIUM_RISK_FROM, LoanAssessor, loans_to_matrix
 from loan_service.shadow import ShadowScorer
@@ -57,7 +60,7 @@ class RequestContext:
 class PredictionRequest:
     """One request's loans, where it came in, and its context."""
 
-    loans: Sequence[LoanApplication]
+    loans: Sequence[LoanInput]
     endpoint: str
     context: RequestContext
 
@@ -114,10 +117,14 @@ class PredictionService:
     started_monotonic: float = field(default_factory=time.monotonic)
     model_info: ModelInfoPublic = field(init=False)
     coalescer: PredictionCoalescer = field(init=False)
+    request_models: RequestModels = field(init=False)
 
     def __post_init__(self) -> None:
         self.coalescer = PredictionCoalescer(self.predict_together)
         manifest = self.bundle.manifest
+        self.request_models = build_request_models(
+            manifest.book, example_loan(manifest.book, self.bundle.stats.median.tolist())
+        )
         self.model_info = ModelInfoPublic(
             model_version=manifest.model_version,
             model_name=manifest.model.name,
@@ -126,6 +133,7 @@ class PredictionService:
             selection_reason=manifest.model.selection_reason,
             created_at=manifest.created_at,
             features=list(manifest.features),
+            schema=manifest.book.to_manifest(),
             threshold=manifest.threshold,
             risk_bands=RiskBandsPublic(medium_from=MEDIUM_RISK_FROM, high_from=manifest.threshold),
             grades=dict(manifest.grades) if manifest.grades else None,
@@ -143,13 +151,13 @@ class PredictionService:
         return self.assessor.model_version
 
     async def predict_one(
-        self, loan: LoanApplication, endpoint: str, context: RequestContext
+        self, loan: LoanInput, endpoint: str, context: RequestContext
     ) -> PredictionAnswer:
         """One applicant, scored together with the other single-loan requests of this turn."""
         return (await self.coalescer.predict(PredictionRequest((loan,), endpoint, context)))[0]
 
     def predict(
-        self, loans: Sequence[LoanApplication], endpoint: str, context: RequestContext
+        self, loans: Sequence[LoanInput], endpoint: str, context: RequestContext
     ) -> list[PredictionAnswer]:
         """Score, then record (counters + one enqueue); never waits on anything but the model."""
         return self.predict_together([PredictionRequest(loans, endpoint, context)])[0]

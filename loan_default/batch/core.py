@@ -20,7 +20,7 @@ import pyarrow as pa
 from loan_default.batch import rules as checks
 from loan_service.artifacts import load_artifacts
 from loan_service.predictor import DefaultRiskModel, load_probability_model
-from loan_service.schemas import FEATURES, LoanApplication
+from loan_service.schemas import build_request_models, example_loan
 from loan_service.scoring import RISK_BANDS, LoanScorer, ScoredBlock
 from loan_service.settings import ModelRuntime
 
@@ -84,15 +84,23 @@ class BatchScorer:
     def __init__(
         self, artifact_dir: Path, recovery_rate: float, runtime: ModelRuntime = "onnx"
     ) -> None:
-        bundle = load_artifacts(artifact_dir, FEATURES)
+        bundle = load_artifacts(artifact_dir)
+        book = bundle.manifest.book
         model = DefaultRiskModel(load_probability_model(bundle, runtime), bundle.stats)
         self.scorer = LoanScorer(
-            model, bundle.manifest.threshold, recovery_rate, master_scale=bundle.master_scale
+            model,
+            bundle.manifest.threshold,
+            recovery_rate,
+            book=book,
+            master_scale=bundle.master_scale,
         )
         self.answer_fields = answer_fields(graded=bundle.master_scale is not None)
         self.answer_columns = tuple(f.name for f in self.answer_fields)
         self.model_version = bundle.manifest.model_version
-        self.rules = checks.rules_of(LoanApplication, self.scorer.features)
+        application = build_request_models(
+            book, example_loan(book, bundle.stats.median.tolist())
+        ).application
+        self.rules = checks.rules_of(application, self.scorer.features)
         self._bands = pa.array(RISK_BANDS, pa.string())
 
     def check_schema(self, schema: pa.Schema) -> pa.Schema:
@@ -110,7 +118,7 @@ class BatchScorer:
             keep = ~checked.bad
             table = table.filter(pa.array(keep))
             raw = raw[keep]
-        scored = self.scorer.score(raw)
+        scored = self.scorer.score(raw, "declined")
         table = self._typed_features(table, raw)
         return ScoredBatch(
             table=self.answer_table(table, scored),

@@ -19,9 +19,8 @@ from pydantic import ValidationError
 from loan_default.batch import local
 from loan_default.batch.cli import main
 from loan_default.batch.core import ANSWER_COLUMNS, BatchScorer
-from loan_service.reasons import REASON_CODES
-from loan_service.schemas import EXAMPLE_LOAN, FEATURES, LoanApplication
 from loan_service.service import PredictionService
+from tests.default_book import EXAMPLE_LOAN, FEATURES, REASON_CODES, LoanApplication
 from tests.serving_fixtures import REPO_ROOT, build_test_app
 
 PROJECT_CSV = REPO_ROOT / "Data" / "Loan_Data.csv"

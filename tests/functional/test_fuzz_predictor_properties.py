@@ -32,7 +32,7 @@ from starlette.testclient import TestClient
 from bench.candidates import train_candidate
 from loan_service.artifacts import load_artifacts
 from loan_service.predictor import DefaultRiskModel, load_probability_model
-from loan_service.schemas import (
+from tests.default_book import (
     FEATURES,
     FICO_MAX,
     FICO_MIN,

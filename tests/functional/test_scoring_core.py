@@ -19,13 +19,12 @@ from loan_service.predictor import DefaultRiskModel, explain_block
 from loan_service.reasons import (
     MAX_REASONS,
     NO_REASON,
-    REASON_CODES,
     REASON_MIN_LOG_ODDS,
     top_reasons,
 )
-from loan_service.schemas import FEATURES
 from loan_service.scoring import RISK_BANDS, LoanScorer, ScoredBlock, band_indices, risk_band
 from loan_service.service import PredictionService
+from tests.default_book import FEATURES, REASON_CODES
 from tests.serving_fixtures import REPO_ROOT, build_test_app
 
 
@@ -97,7 +96,7 @@ def test_the_api_answers_every_reference_loan_from_the_core(
 ) -> None:
     raw = pd.read_csv(reference_csv)[list(FEATURES)].to_numpy(dtype=np.float64)
     answers = service.assessor.assess_matrix(raw, "core")
-    scored = service.assessor.scorer.score(raw)
+    scored = service.assessor.scorer.score(raw, "declined")
     codes = np.stack(service.assessor.scorer.reason_code_columns(scored), axis=1)
     assert scored.expected_loss is not None
     for i, answer in enumerate(answers):
@@ -105,8 +104,11 @@ def test_the_api_answers_every_reference_loan_from_the_core(
         assert answer["prediction"] == scored.prediction[i]
         assert answer["risk_band"] == RISK_BANDS[scored.band[i]]
         assert answer["expected_loss"] == round(float(scored.expected_loss[i]), 2)
-        answer_codes = [REASON_CODES[reason["feature"]] for reason in answer["reasons"]]
+        answer_codes = [reason["code"] for reason in answer["reasons"]]
+        assert answer_codes == [REASON_CODES[reason["feature"]] for reason in answer["reasons"]]
         assert answer_codes == [code for code in codes[i] if code is not None]
+        if answer["prediction"] == 0:
+            assert answer["reasons"] == []
 
 
 def test_expected_loss_is_pd_times_loss_given_default_times_the_balance(
@@ -167,11 +169,11 @@ def test_top_reasons_keep_ties_in_feature_order_cut_at_the_minimum_and_pad() -> 
         ]
     )
     reasons, values = top_reasons(impact)
-    assert reasons.tolist() == [[2, 0, 1], [NO_REASON] * 3, [5, 4, 3]]
-    assert values[0].tolist() == [2.0, 0.5, 0.5]
+    assert reasons.tolist() == [[2, 0, 1, 4], [NO_REASON] * 4, [5, 4, 3, 2]]
+    assert values[0].tolist() == [2.0, 0.5, 0.5, 0.5]
     assert np.isnan(values[1]).all()
-    wide, _ = top_reasons(impact, max_reasons=4)
-    assert wide[0].tolist() == [2, 0, 1, 4]
+    narrow, _ = top_reasons(impact, max_reasons=3)
+    assert narrow[0].tolist() == [2, 0, 1]
 
 
 def test_band_indices_follow_the_one_loan_rule() -> None:

@@ -12,9 +12,9 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from loan_service.schemas import FEATURES, LoanApplication
 from loan_service.scoring import loans_to_matrix
 from loan_service.service import PredictionService
+from tests.default_book import FEATURES, LoanApplication
 from tests.serving_fixtures import (
     MIDDLING_LOAN,
     RISKY_LOAN,
@@ -110,12 +110,13 @@ def test_the_risky_applicant_is_declined_with_credit_lines_and_debt_as_top_reaso
     assert answer["prediction"] == 1
     assert answer["risk_band"] == "high"
     reasons = answer["reasons"]
-    assert 2 <= len(reasons) <= 3
+    assert 2 <= len(reasons) <= 4
     assert {r["feature"] for r in reasons[:2]} == {
         "credit_lines_outstanding",
         "total_debt_outstanding",
     }
-    assert reasons[0]["text"].startswith("5 credit lines outstanding")
+    assert {r["code"] for r in reasons[:2]} == {"CL", "TD"}
+    assert reasons[0]["text"] in {"Number of credit lines outstanding", "Total debt outstanding"}
     impacts = [r["impact"] for r in reasons]
     assert impacts == sorted(impacts, reverse=True)
     assert all(impact > 0 for impact in impacts)
@@ -135,14 +136,26 @@ def test_the_safe_applicant_gets_no_risk_raising_reasons(
 def test_reasons_are_the_largest_positive_counterfactual_impacts(
     client: TestClient, service: PredictionService
 ) -> None:
-    impacts = raw_impacts(service, MIDDLING_LOAN)
-    expected = [FEATURES[i] for i in np.argsort(-impacts) if impacts[i] >= 0.1][:3]
-    answer = predict(client, MIDDLING_LOAN)
+    impacts = raw_impacts(service, RISKY_LOAN)
+    expected = [FEATURES[i] for i in np.argsort(-impacts) if impacts[i] >= 0.1][:4]
+    answer = predict(client, RISKY_LOAN)
+    assert answer["prediction"] == 1
     assert [r["feature"] for r in answer["reasons"]] == expected
     assert [r["impact"] for r in answer["reasons"]] == [
         round(float(impacts[FEATURES.index(f)]), 3) for f in expected
     ]
     assert all(r["text"] for r in answer["reasons"])
+
+
+def test_an_approved_applicant_gets_no_adverse_action_reasons(
+    client: TestClient, service: PredictionService
+) -> None:
+    """MIDDLING_LOAN has features that raise its risk, but it is approved: no reasons."""
+    impacts = raw_impacts(service, MIDDLING_LOAN)
+    answer = predict(client, MIDDLING_LOAN)
+    assert answer["prediction"] == 0
+    assert (impacts >= 0.1).any()
+    assert answer["reasons"] == []
 
 
 def test_expected_loss_is_pd_times_lgd_times_exposure_in_cents(

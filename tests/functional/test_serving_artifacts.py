@@ -13,7 +13,7 @@ import pytest
 
 from loan_service.application import build_service
 from loan_service.artifacts import ArtifactError, load_artifacts
-from loan_service.schemas import FEATURES
+from tests.default_book import FEATURES
 from tests.serving_fixtures import LAMBDA_ROOT, make_settings
 
 
@@ -75,10 +75,18 @@ def test_a_manifest_without_a_checksum_for_a_required_file_is_refused(artifacts:
         load_artifacts(artifacts, FEATURES)
 
 
-def test_manifest_features_must_equal_the_api_schema(artifacts: Path) -> None:
+def test_manifest_features_must_equal_its_schema(artifacts: Path) -> None:
     edit_manifest(artifacts, features=[*FEATURES[::-1]])
-    with pytest.raises(ArtifactError, match="do not match the API schema"):
+    with pytest.raises(ArtifactError, match="do not match its schema"):
         load_artifacts(artifacts, FEATURES)
+
+
+def test_a_manifest_without_a_schema_is_refused(artifacts: Path) -> None:
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    del manifest["schema"]
+    (artifacts / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="schema"):
+        load_artifacts(artifacts)
 
 
 def test_an_unknown_schema_version_is_refused(artifacts: Path) -> None:

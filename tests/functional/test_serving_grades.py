@@ -11,9 +11,9 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from loan_service.schemas import FEATURES
 from loan_service.service import PredictionService
 from tests.conftest import PROJECT_CSV
+from tests.default_book import FEATURES
 from tests.serving_fixtures import RISKY_LOAN, SAFE_LOAN, build_test_app
 
 

@@ -23,13 +23,14 @@ from starlette.types import Message, Scope
 
 from loan_service.errors import field_path
 from loan_service.prediction_log import PredictionRecord
-from loan_service.schemas import FEATURES, MAX_BATCH_LOANS, LoanApplication, LoanBatch
+from loan_service.schemas import MAX_BATCH_LOANS
 from loan_service.service import (
     PredictionRequest,
     PredictionService,
     RequestContext,
     SharedModelCallError,
 )
+from tests.default_book import FEATURES, LoanApplication, LoanBatch
 from tests.serving_fixtures import RISKY_LOAN, SAFE_LOAN, TYPICAL_LOAN, build_test_app
 
 REQUEST_ID = "request-path-test"

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from loan_service.application import build_service
-from loan_service.schemas import FEATURES
 from loan_service.service import PredictionService
+from tests.default_book import FEATURES
 from tests.serving_fixtures import LAMBDA_ROOT, make_settings
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from loan_service.artifacts import ArtifactError, load_artifacts
-from loan_service.schemas import FEATURES
+from tests.default_book import FEATURES
 from tests.serving_fixtures import build_test_app
 from training.golden import BANDS, GOLDEN_FILE, GOLDEN_TOLERANCE, pick_golden_rows
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from loan_service.artifacts import load_artifacts
-from loan_service.schemas import FEATURES
 from loan_service.stability import REFERENCE_FILE
 from tests.conftest import PROJECT_CSV
+from tests.default_book import FEATURES
 from training.data import load_loan_book
 from training.normalization import compute_stats, normalize
 from training.onnx_export import onnx_probabilities

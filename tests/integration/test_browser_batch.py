@@ -162,6 +162,7 @@ def test_browser_batch_results_download_as_csv_with_original_columns_and_predict
         "reason_1",
         "reason_2",
         "reason_3",
+        "reason_4",
         "model_version",
     ]
     for index, (record, item) in enumerate(zip(records, answer["predictions"], strict=True)):

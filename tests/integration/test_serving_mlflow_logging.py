@@ -40,8 +40,8 @@ from loan_service.prediction_log import (
     MlflowTraceExporter,
     PredictionRecord,
 )
-from loan_service.schemas import FEATURES
 from loan_service.service import PredictionService
+from tests.default_book import FEATURES
 from tests.faults_network import black_hole_port
 from tests.serving_fixtures import (
     MIDDLING_LOAN,
@@ -228,7 +228,7 @@ def test_a_resent_batch_overwrites_its_traces_instead_of_duplicating_them(
 ) -> None:
     """A send whose answer timed out may have landed: the retry re-sends the same trace ids."""
     experiment = f"serving-resend-{uuid.uuid4().hex[:8]}"
-    exporter = MlflowTraceExporter(mlflow_server, experiment)
+    exporter = MlflowTraceExporter(mlflow_server, experiment, features=FEATURES)
     exporter.prepare()
     exporter.connect()
     _, service = build_test_handler(trained_artifacts)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from loan_service.api.routes.web import INDEX_HTML
-from loan_service.schemas import FEATURES, MAX_BATCH_LOANS, LoanApplication
+from loan_service.schemas import MAX_BATCH_LOANS
+from tests.default_book import FEATURES, LoanApplication
 
 _FIELD = re.compile(
     r"\{ name: '(?P<name>\w+)', integer: (?P<integer>true|false), min: (?P<min>[\d.e]+)"

@@ -30,7 +30,7 @@ from loan_service.prediction_log import (
     prediction_span_factory,
     token_from_secret_string,
 )
-from loan_service.schemas import FEATURES
+from tests.default_book import FEATURES
 
 RAW = np.zeros((1, 6))
 
@@ -406,7 +406,7 @@ def as_the_server_decodes_it(span: Any) -> Any:
 
 
 def test_a_single_prediction_becomes_a_root_span_with_its_loan_answer_and_trace_tags() -> None:
-    prediction_span = prediction_span_factory()
+    prediction_span = prediction_span_factory(FEATURES)
     started = 1_764_300_000_000_000_000
     record = PredictionRecord(started, 183_000, "req-1", "/predict", np.array([LOAN]), [ANSWER])
     span = as_the_server_decodes_it(prediction_span(record))
@@ -429,7 +429,7 @@ def test_a_single_prediction_becomes_a_root_span_with_its_loan_answer_and_trace_
 
 
 def test_a_batch_request_becomes_one_span_holding_every_loan_and_answer() -> None:
-    prediction_span = prediction_span_factory()
+    prediction_span = prediction_span_factory(FEATURES)
     answers = [ANSWER, {**ANSWER, "probability": 0.1}, {**ANSWER, "probability": 0.2}]
     raw = np.array([LOAN, LOAN, LOAN])
     span = as_the_server_decodes_it(
@@ -443,7 +443,7 @@ def test_a_batch_request_becomes_one_span_holding_every_loan_and_answer() -> Non
 
 def test_every_record_gets_its_own_trace_even_with_a_repeated_request_id() -> None:
     """Clients may resend an X-Request-ID: each prediction is still its own trace."""
-    prediction_span = prediction_span_factory()
+    prediction_span = prediction_span_factory(FEATURES)
     record = PredictionRecord(0, 1, "same", "/predict", np.array([LOAN]), [ANSWER])
     spans = [prediction_span(record) for _ in range(1000)]
     assert len({span.trace_id for span in spans}) == 1000

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from loan_service.schemas import FEATURES, MAX_BATCH_LOANS, LoanApplication, LoanBatch
+from loan_service.schemas import MAX_BATCH_LOANS
+from tests.default_book import FEATURES, LoanApplication, LoanBatch
 from tests.serving_fixtures import TYPICAL_LOAN
 
 

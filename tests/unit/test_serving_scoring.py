@@ -1,4 +1,4 @@
-"""Pure scoring rules: risk-band cut points, log-odds from both columns, reason wording."""
+"""Pure scoring rules: risk-band cut points, log-odds, reasons (codes, wording, who gets them)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,22 @@ import numpy as np
 import pytest
 
 from loan_service.predictor import explain_block
-from loan_service.reasons import REASON_TEXT
-from loan_service.schemas import FEATURES, LoanApplication
+from loan_service.reasons import (
+    MAX_REASONS,
+    NO_REASON,
+    ReasonCatalogue,
+    declined_only,
+    top_reasons,
+)
 from loan_service.scoring import (
     MEDIUM_RISK_FROM,
     MESSAGE_BY_BAND,
     loans_to_matrix,
     risk_band,
 )
+from tests.default_book import FEATURES, LoanApplication
 from tests.serving_fixtures import RISKY_LOAN, TYPICAL_LOAN
+from training.schema import DEFAULT_BOOK
 
 
 @pytest.mark.parametrize(
@@ -73,33 +80,45 @@ def test_loans_become_rows_in_feature_order() -> None:
     assert matrix[1].tolist() == [float(RISKY_LOAN[name]) for name in FEATURES]
 
 
-def test_every_feature_has_a_reason_writer() -> None:
-    assert set(REASON_TEXT) == set(FEATURES)
+def test_the_models_own_log_odds_win_over_saturated_probabilities() -> None:
+    """Both probabilities saturate (P(default) exactly 1.0, P(no default) exactly 0.0): only the
+    model's float64 log-odds column still tells the counterfactuals apart."""
+    saturated = [[0.0, 1.0, 41.5], [0.0, 1.0, 30.0], [0.0, 1.0, 39.0]]
+    probability, impacts = explain_block(saturated)
+    assert probability == 1.0
+    assert impacts == pytest.approx([11.5, 2.5])
 
 
-@pytest.mark.parametrize(
-    ("feature", "value", "typical", "text"),
-    [
-        ("credit_lines_outstanding", 5.0, 1.46, "5 credit lines outstanding (typical: 1)"),
-        ("credit_lines_outstanding", 1.0, 0.4, "1 credit line outstanding (typical: 0)"),
-        ("loan_amt_outstanding", 8250.4, 4152.9, "Loan balance of $8,250 (typical: $4,153)"),
-        ("income", 40000.0, 70124.2, "Yearly income of $40,000 (typical: $70,124)"),
-        ("years_employed", 1.0, 4.6, "1 year with the current employer (typical: 5)"),
-        ("years_employed", 0.0, 4.6, "0 years with the current employer (typical: 5)"),
-        ("fico_score", 560.0, 637.6, "FICO score of 560 (typical: 638)"),
-    ],
-)
-def test_reason_texts_are_plain_language_with_the_typical_value(
-    feature: str, value: float, typical: float, text: str
-) -> None:
-    loan = [float(TYPICAL_LOAN[name]) for name in FEATURES]
-    assert REASON_TEXT[feature](value, typical, loan) == text
+def test_a_log_odds_that_is_not_finite_is_an_error() -> None:
+    with pytest.raises(FloatingPointError):
+        explain_block([[0.0, 1.0, float("inf")], [0.0, 1.0, 3.0]])
 
 
-def test_the_debt_reason_states_debt_to_income() -> None:
-    loan = [float(RISKY_LOAN[name]) for name in FEATURES]
-    text = REASON_TEXT["total_debt_outstanding"](25000.0, 8743.4, loan)
-    assert text == "Total debt of $25,000, 62% of yearly income (typical: $8,743)"
+def test_every_feature_has_a_code_and_adverse_action_wording_from_the_schema() -> None:
+    catalogue = ReasonCatalogue.of(DEFAULT_BOOK)
+    assert catalogue.features == FEATURES
+    assert len(set(catalogue.codes)) == len(FEATURES)
+    assert catalogue.text_of_code("FI") == "Credit score"
+    columns = catalogue.code_columns(np.array([[5, 0, NO_REASON, NO_REASON]], dtype=np.int16))
+    assert [column[0] for column in columns] == ["FI", "CL", None, None]
+
+
+def test_top_reasons_keep_four_at_most_largest_first_and_only_above_the_cut() -> None:
+    impact = np.array([[0.5, 3.0, 0.05, 2.0, 1.0, 0.2], [-1.0, 0.0, 0.09, -2.0, 0.0, 0.0]])
+    reasons, values = top_reasons(impact)
+    assert MAX_REASONS == 4
+    assert reasons.tolist() == [[1, 3, 4, 0], [NO_REASON] * 4]
+    assert values[0].tolist() == [3.0, 2.0, 1.0, 0.5]
+    assert np.isnan(values[1]).all()
+
+
+def test_approved_rows_get_no_adverse_action_reasons() -> None:
+    reasons = np.array([[1, 2, -1, -1], [0, -1, -1, -1]], dtype=np.int16)
+    values = np.array([[2.0, 1.0, np.nan, np.nan], [0.5, np.nan, np.nan, np.nan]])
+    kept, kept_values = declined_only(reasons, values, np.array([1, 0], dtype=np.int8))
+    assert kept.tolist() == [[1, 2, -1, -1], [-1, -1, -1, -1]]
+    assert np.isnan(kept_values[1]).all()
+    assert reasons[1, 0] == 0  # the input is not modified
 
 
 def test_each_risk_band_has_its_own_message_so_message_never_contradicts_the_band() -> None:

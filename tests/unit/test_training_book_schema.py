@@ -158,7 +158,7 @@ def test_a_missing_category_cell_is_refused(tmp_path: Path) -> None:
         ),
         (
             ("min = 0\n", 'min = "zero"\n'),
-            ":15: features.amount.min: Input should be a valid number",
+            ":15: features.amount.min: must be a number",
         ),
         (("[features.amount]", "[features.amount"), ":13: not valid TOML: "),
         (('default_value = "bad"', "default_value = "), ":5: not valid TOML: "),

@@ -2,7 +2,8 @@
 
 Like MLflow's scoring server's hot route, these are served as plain Starlette routes
 (``RawBodyRoute``): the endpoint reads the raw body and returns a ``Response``. The body is
-validated by ``LoanApplication`` / ``LoanBatch`` in pydantic-core's JSON mode (no ``json.loads``,
+validated by the loan book's ``LoanApplication`` / ``LoanBatch`` (built from the manifest's schema
+at start-up, ``PredictionService.request_models``) in pydantic-core's JSON mode (no ``json.loads``,
 no dict in between) and the answer is serialized by pydantic-core in one call. FastAPI's body
 parsing, dependency resolution and response-model validation cost ~130 us of a ~210 us
 ``/predict`` here (``bench/serving.py``), more than the model and its reasons together.
@@ -36,15 +37,15 @@ from loan_service.schemas import (
     BatchPredictionAnswer,
     BatchPredictionPublic,
     ErrorPublic,
-    LoanApplication,
-    LoanBatch,
     PredictionPublic,
     ValidationErrorPublic,
 )
 
 PREDICT_PATH: Final = "/predict"
 PREDICT_BATCH_PATH: Final = "/predict/batch"
-REQUEST_BODIES: Final[tuple[type[BaseModel], ...]] = (LoanApplication, LoanBatch)
+APPLICATION_SCHEMA: Final = "LoanApplication"
+BATCH_SCHEMA: Final = "LoanBatch"
+"""The request models' names in the OpenAPI components (``build_request_models`` names them)."""
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -69,9 +70,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 _MISSING_BODY: Final = [{"type": "missing", "loc": ("body",), "msg": "Field required"}]
 
 
-def _request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The operation's ``requestBody``, as FastAPI writes it for a ``model`` body parameter."""
-    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+def _request_body(name: str) -> dict[str, Any]:
+    """The operation's ``requestBody``, as FastAPI writes it for a model body parameter."""
+    schema = {"$ref": f"#/components/schemas/{name}"}
     return {"requestBody": {"content": {"application/json": {"schema": schema}}, "required": True}}
 
 
@@ -97,12 +98,13 @@ def _json(answer: Any) -> Response:
     response_model=PredictionPublic,
     responses=ERROR_RESPONSES,
     summary="Probability of default for one applicant",
-    openapi_extra=_request_body(LoanApplication),
+    openapi_extra=_request_body(APPLICATION_SCHEMA),
 )
 async def predict(request: Request) -> Response:
-    """PD, decision at the threshold, risk band, up to three reasons and the expected loss."""
-    loan = _validated(LoanApplication, await request.body())
+    """PD, decision at the threshold, risk band, grade, up to four reasons for a decline, and the
+    expected loss."""
     service = service_of(request)
+    loan = _validated(service.request_models.application, await request.body())
     return _json(await service.predict_one(loan, PREDICT_PATH, request_context_of(request)))
 
 
@@ -111,12 +113,12 @@ async def predict(request: Request) -> Response:
     response_model=BatchPredictionPublic,
     responses=ERROR_RESPONSES,
     summary="Probabilities of default for up to 1000 applicants",
-    openapi_extra=_request_body(LoanBatch),
+    openapi_extra=_request_body(BATCH_SCHEMA),
 )
 async def predict_batch(request: Request) -> Response:
     """Same answer per loan as ``/predict``, in the input order, from ONE model call."""
-    batch = _validated(LoanBatch, await request.body())
     service = service_of(request)
+    batch = _validated(service.request_models.batch, await request.body())
     context = request_context_of(request)
     answer: BatchPredictionAnswer = {
         "predictions": service.predict(batch.loans, PREDICT_BATCH_PATH, context),
