@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from loan_default import cli
 from loan_service.prediction_log import BackgroundPredictionLog
-from loan_service.schemas import FEATURES
+from tests.default_book import FEATURES
 from tests.conftest import PROJECT_CSV
 from tests.serving_fixtures import build_test_app
 
