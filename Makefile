@@ -18,6 +18,15 @@ help: ## list the targets
 $(INSTALLED): requirements/dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements/dev.txt
+	@touch $@ $(RUN_INSTALLED)
+
+# What `make run` needs, and only that: the serving runtime (hash-pinned, as in the image) and the
+# training set (to train when artifacts/ is missing). No test, lint, browser or CDK tools.
+RUN_INSTALLED := $(VENV)/.installed-run
+$(RUN_INSTALLED): requirements/runtime.txt requirements/training.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements/runtime.txt
+	$(PY) -m pip install --quiet -r requirements/training.txt
 	@touch $@
 
 install: $(INSTALLED) ## create .venv and install the pinned dev set (every deployable + tools)
@@ -73,15 +82,15 @@ screenshots: install browser-deps ## re-take docs/page-desktop.png and docs/page
 MLFLOW_UI_PORT ?= 5000
 .PHONY: train mlflow-ui
 
-train: install ## train on Data/Loan_Data.csv, write artifacts/ (+ report/index.html) and an MLflow run
+train: $(RUN_INSTALLED) ## train on Data/Loan_Data.csv, write artifacts/ (+ report/index.html) and an MLflow run
 	$(PY) -m training --data $(DATA) --out $(ARTIFACTS)
 
 # The artifact folder as a file target: (re)train only when it is missing or when the data or the
 # training code is newer than it. `run`/`serve` depend on this, not on `train`.
-$(ARTIFACTS)/manifest.json: $(DATA) $(wildcard Data/*) $(wildcard training/*.py) | $(INSTALLED)
+$(ARTIFACTS)/manifest.json: $(DATA) $(wildcard Data/*) $(wildcard training/*.py) | $(RUN_INSTALLED)
 	$(PY) -m training --data $(DATA) --out $(ARTIFACTS)
 
-mlflow-ui: install ## browse training runs and the registered model at http://127.0.0.1:5000
+mlflow-ui: $(RUN_INSTALLED) ## browse training runs and the registered model at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
 	  --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
 
@@ -148,25 +157,25 @@ lambda-invoke: ## run the image under the Runtime Interface Emulator on :9000, P
 	  echo; \
 	done
 
-# ---- Serving (issue 3): uvicorn with the standard extras (httptools + uvloop) --------------------
-# Plain uvicorn (h11 + asyncio) answered small POSTs ~40 ms late here; httptools + uvloop do not.
-# Started through lambda/http_server.py, the ECS task's entry: uvicorn with httptools + uvloop,
-# a one-line refusal for a bad artifact folder, exit 0 after Ctrl-C. No access log: a log line per
-# request would cost more than the prediction. `serve` and `run` train first when the artifact
-# folder is missing (the $(ARTIFACTS)/manifest.json file target).
+# ---- Serving: `loan-default serve` (loan_service/http_server.py, the ECS task's server) ----------
+# uvicorn with httptools + uvloop (plain uvicorn answered small POSTs ~40 ms late here), a one-line
+# refusal for a bad artifact folder, exit 0 after Ctrl-C. No access log: a log line per request
+# would cost more than the prediction. `serve` and `run` train first when the artifact folder is
+# missing (the $(ARTIFACTS)/manifest.json file target). From the checkout, `python -m loan_default`
+# is what the installed `loan-default` script runs.
 HOST ?= 127.0.0.1
 PORT ?= 8000
-SERVE_ENV = ARTIFACT_DIR=$(abspath $(ARTIFACTS))
-UVICORN = PYTHONPATH=lambda $(PY) -m http_server --no-access-log --host $(HOST) --port $(PORT)
+SERVE = PYTHONPATH=lambda $(PY) -m loan_default serve --artifacts $(ARTIFACTS) \
+	--no-access-log --host $(HOST) --port $(PORT)
 .PHONY: serve run
 
-serve: install $(ARTIFACTS)/manifest.json ## serve the page and API at http://127.0.0.1:8000 (uvicorn, httptools + uvloop)
-	$(SERVE_ENV) $(UVICORN)
+serve: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## serve the page and API at http://127.0.0.1:8000 (uvicorn, httptools + uvloop)
+	$(SERVE)
 
-run: install $(ARTIFACTS)/manifest.json ## fresh clone: .venv, train if artifacts/ is missing, serve :8000, log predictions to mlflow.db
+run: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## fresh clone: .venv (runtime + training sets only), train if artifacts/ is missing, serve :8000, log predictions to mlflow.db
 	@echo "Serving http://$(HOST):$(PORT)/ (API docs at /docs); predictions are logged as MLflow traces"
 	@echo "to sqlite:///$(CURDIR)/mlflow.db, experiment loan-default-serving: browse them with 'make mlflow-ui'."
-	$(SERVE_ENV) MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(UVICORN)
+	MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(SERVE)
 
 # ---- Benchmarks and supply chain (issue 7) -------------------------------------------------------
 # `make bench`: the service against the original design in one run (bench/run.py writes

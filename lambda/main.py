@@ -6,19 +6,15 @@ it up; a bad artifact stops the import with a message naming the file.
 
 from __future__ import annotations
 
-import os
-
-# Before anything imports numpy: its OpenBLAS would start a thread per core at import, ~60 ms of
-# CPU on this 2-core machine (a tenth of the cold start), and threads that compete with the
-# uvicorn workers. Serving multiplies a few 7 x 6 matrices; one BLAS thread is plenty. An
-# explicit setting in the environment wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 from pathlib import Path
 
-from loan_service.application import build_service, create_app
-from loan_service.lambda_adapter import build_lambda_handler
-from loan_service.settings import Settings
+from loan_service import limit_blas_threads
+
+limit_blas_threads()  # before anything imports numpy
+
+from loan_service.application import build_service, create_app  # noqa: E402
+from loan_service.lambda_adapter import build_lambda_handler  # noqa: E402
+from loan_service.settings import Settings  # noqa: E402
 
 settings = Settings()
 service = build_service(settings, source_root=Path(__file__).resolve().parent)

@@ -29,6 +29,7 @@ COMMANDS: Final[dict[str, Subcommand]] = {
     "score": Subcommand("loan_default.batch.cli", "score a loan book file (CSV or Parquet)"),
     "monitor": Subcommand("loan_default.monitoring.cli", "stability and back-testing report"),
     "compare": Subcommand("loan_default.compare", "champion vs challenger: swap sets, PSI"),
+    "serve": Subcommand("loan_default.serve", "serve the web page and API on an artifact folder"),
 }
 
 

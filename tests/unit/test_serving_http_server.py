@@ -9,7 +9,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from http_server import APP_FACTORY, load_app, parse_options, server_config, settings_problems
+from loan_service.http_server import (
+    APP_FACTORY,
+    load_app,
+    parse_options,
+    server_config,
+    settings_problems,
+)
 from loan_service.settings import (
     ENV_SERVER_HOST,
     ENV_SERVER_LOG_LEVEL,
@@ -85,7 +91,7 @@ def test_uvicorn_loads_the_app_through_the_refusing_factory_and_no_websocket_sta
     config = server_config(parse_options(["--workers", "2"], environ={}))
     assert (config.app, config.factory, config.workers) == (APP_FACTORY, True, 2)
     module, _, attribute = APP_FACTORY.partition(":")
-    assert (module, attribute) == ("http_server", load_app.__name__)
+    assert (module, attribute) == (load_app.__module__, load_app.__name__)
     assert config.ws == "none"
     # uvicorn's "auto" picks httptools and uvloop where they are installed (the image has both).
     assert (config.http, config.loop) == ("auto", "auto")

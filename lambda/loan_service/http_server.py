@@ -1,0 +1,236 @@
+"""The HTTP server (ECS Fargate, ``loan-default serve``): uvicorn, exit 0 after a SIGTERM drain.
+
+The ECS task runs it from the task root (``/var/task``) as ``python3 -m http_server`` (the
+``lambda/http_server.py`` entry module); installed, it is ``loan-default serve``::
+
+    python3 -m http_server --host 0.0.0.0 --port 8080     # the ECS task's command
+    loan-default serve --workers 2 --no-access-log        # options; or UVICORN_HOST, UVICORN_PORT,
+                                                          # WEB_CONCURRENCY, UVICORN_LOG_LEVEL
+
+Why not ``python3 -m uvicorn main:app``, which serves the same app the same way:
+
+* Exit status after SIGTERM. uvicorn's ``Server.capture_signals`` takes SIGTERM/SIGINT over while
+  it serves, drains (stops accepting, lets in-flight requests finish, runs the lifespan shutdown),
+  then restores the handlers it found and re-raises the signal so that they run too. Under
+  ``python -m uvicorn`` the handler it finds is the default one, so the process ends killed by
+  SIGTERM (status 143) although the shutdown was clean; only as PID 1 of a container without an
+  init process does it exit 0, because the kernel drops that self-sent signal. Here a handler is
+  installed before uvicorn starts; uvicorn hands the re-raised signal to it, and the process exits
+  0 however it was started. (The same handler makes a signal that lands while ``main`` is still
+  being imported stop the server before it serves.)
+* A bad artifact folder or setting. Building the app raises ``ArtifactError`` naming the file, or
+  pydantic's ``ValidationError`` naming the environment variable (``RECOVERY_RATE=2``); uvicorn
+  would print the whole traceback. Here it is one line on stderr, ``refusing to start: <message>``.
+
+Exit status: 0 after SIGTERM or SIGINT (graceful drain); ``EXIT_NOT_STARTED`` (3, uvicorn's own
+startup-failure status) when the service never served: the artifact folder was refused, the port
+was taken, the lifespan failed; 2 for bad options. With ``--workers N > 1`` uvicorn's supervisor
+runs N worker processes; a worker that refuses the artifact folder stops the supervisor (no restart
+loop) and the status is 3 as well.
+
+The HTTP parser and event loop are uvicorn's ``auto`` choice: httptools and uvloop where installed
+(``uvicorn[standard]`` in requirements/runtime.txt, so in the image), h11 and asyncio otherwise.
+Nothing here imports more than ``python -m uvicorn`` does; the model is loaded once, by the factory
+(``load_app``), in each worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Final, NoReturn
+
+import uvicorn
+from uvicorn.config import LOG_LEVELS, STARTUP_FAILURE
+from uvicorn.supervisors.multiprocess import Multiprocess
+
+from loan_service import limit_blas_threads
+from loan_service.settings import (
+    DEFAULT_SERVER_HOST,
+    DEFAULT_SERVER_LOG_LEVEL,
+    DEFAULT_SERVER_PORT,
+    DEFAULT_SERVER_WORKERS,
+    ENV_SERVER_HOST,
+    ENV_SERVER_LOG_LEVEL,
+    ENV_SERVER_PORT,
+    ENV_SERVER_WORKERS,
+)
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from pydantic import ValidationError
+
+# uvicorn imports the app through this factory, in this process or in each worker process.
+APP_FACTORY: Final = "loan_service.http_server:load_app"
+REFUSAL_PREFIX: Final = "refusing to start: "
+EXIT_NOT_STARTED: Final = STARTUP_FAILURE
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+
+
+def load_app() -> FastAPI:
+    """The app ``main.app`` is, built from the environment; an unusable artifact folder or an
+    invalid setting ends the process with one line, not a traceback."""
+    limit_blas_threads()
+    from pydantic import ValidationError
+
+    from loan_service.application import create_app
+    from loan_service.artifacts import ArtifactError
+    from loan_service.settings import Settings
+
+    try:
+        app = create_app()
+    except ArtifactError as error:
+        refuse(str(error))
+    except ValidationError as error:
+        if error.title != Settings.__name__:
+            raise  # not a setting: a bug, and its traceback is what helps
+        refuse(f"invalid setting: {settings_problems(error)}")
+    return app
+
+
+def settings_problems(error: ValidationError) -> str:
+    """``RECOVERY_RATE: Input should be less than or equal to 1`` for each bad variable."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+        for problem in error.errors(include_url=False)
+    )
+
+
+def refuse(message: str) -> NoReturn:
+    print(f"{REFUSAL_PREFIX}{message}", file=sys.stderr, flush=True)
+    # uvicorn's supervisor recognises this status and stops instead of restarting the worker.
+    raise SystemExit(EXIT_NOT_STARTED) from None
+
+
+def _whole_number(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _port(value: str) -> int:
+    port = _whole_number(value)
+    if port is None or not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a TCP port 0..65535 (--port or ${ENV_SERVER_PORT})"
+        )
+    return port
+
+
+def _workers(value: str) -> int:
+    workers = _whole_number(value)
+    if workers is None or workers < 1:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of processes >= 1 (--workers or ${ENV_SERVER_WORKERS})"
+        )
+    return workers
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().lower()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not one of {', '.join(LOG_LEVELS)} "
+            f"(--log-level or ${ENV_SERVER_LOG_LEVEL})"
+        )
+    return level
+
+
+def parse_options(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] = os.environ,
+    prog: str = "python3 -m http_server",
+) -> argparse.Namespace:
+    """Command-line options; each falls back to its environment variable, then to the default.
+
+    argparse converts string defaults with the option's type, so an environment value is
+    validated exactly like the same value on the command line.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Serve the loan-default API with uvicorn; "
+        "exit 0 after a graceful SIGTERM/SIGINT drain.",
+    )
+    parser.add_argument(
+        "--host",
+        default=environ.get(ENV_SERVER_HOST, DEFAULT_SERVER_HOST),
+        help=f"address to bind (${ENV_SERVER_HOST}, default {DEFAULT_SERVER_HOST})",
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=environ.get(ENV_SERVER_PORT, str(DEFAULT_SERVER_PORT)),
+        help=f"port to bind (${ENV_SERVER_PORT}, default {DEFAULT_SERVER_PORT})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=environ.get(ENV_SERVER_WORKERS, str(DEFAULT_SERVER_WORKERS)),
+        help=f"worker processes (${ENV_SERVER_WORKERS}, default {DEFAULT_SERVER_WORKERS})",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=_log_level,
+        default=environ.get(ENV_SERVER_LOG_LEVEL, DEFAULT_SERVER_LOG_LEVEL),
+        help=f"uvicorn's log level (${ENV_SERVER_LOG_LEVEL}, default {DEFAULT_SERVER_LOG_LEVEL}); "
+        "the service's own logger follows LOG_LEVEL",
+    )
+    parser.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="no line per request (uvicorn's access log is on by default)",
+    )
+    return parser.parse_args(argv)
+
+
+def server_config(options: argparse.Namespace) -> uvicorn.Config:
+    """uvicorn's defaults, except: the app through ``load_app``, and no WebSocket support to load
+    (the API has no WebSocket route)."""
+    return uvicorn.Config(
+        APP_FACTORY,
+        factory=True,
+        host=options.host,
+        port=options.port,
+        workers=options.workers,
+        log_level=options.log_level,
+        access_log=options.access_log,
+        ws="none",
+    )
+
+
+def serve(config: uvicorn.Config) -> int:
+    """One process: import the app, serve until SIGTERM/SIGINT, drain; 0 when it served."""
+    server = uvicorn.Server(config)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # While uvicorn serves, its own handler runs instead of this one; after the drain it
+        # re-raises the signal here, where there is nothing left to do. Before it serves (main
+        # is being imported), this makes uvicorn start up and go straight to its shutdown.
+        server.should_exit = True
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+    config.load()  # imports main: verifies the artifact folder and loads the model
+    server.run()
+    return 0 if server.started else EXIT_NOT_STARTED
+
+
+def supervise(config: uvicorn.Config) -> int:
+    """``--workers N``: uvicorn's supervisor (it handles the signals); 3 if a worker refused."""
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        return EXIT_NOT_STARTED
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    options = parse_options(argv) if prog is None else parse_options(argv, prog=prog)
+    config = server_config(options)
+    return supervise(config) if config.workers > 1 else serve(config)
