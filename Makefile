@@ -57,7 +57,7 @@ lock: install ## re-compile requirements/*.txt from the .in files (one version p
 	../$(VENV)/bin/uv pip compile runtime.in -c dev.txt --universal --python-version 3.11 -q --generate-hashes -o runtime.txt && \
 	../$(VENV)/bin/uv pip compile runtime-sklearn.in --universal --python-version 3.11 -q --generate-hashes -o runtime-sklearn.txt
 
-# ---- Web page browser tests (issue 6): Debian's chromium, driven by Playwright ------------------
+# ---- Web page browser tests: Debian's chromium, driven by Playwright ------------------
 # Playwright's own browser download does not work here, so the tests use Debian's package. Where it
 # cannot be installed (not root, no apt, no mirror) the browser tests skip and say why.
 CHROMIUM ?= /usr/bin/chromium
@@ -78,7 +78,7 @@ pytest: browser-deps
 screenshots: install browser-deps ## re-take docs/page-desktop.png and docs/page-phone.png
 	$(PY) -m tests.integration.browser_screenshots
 
-# ---- Training (issue 2): python -m training writes the artifact folder serving loads -------------
+# ---- Training: python -m training writes the artifact folder serving loads -------------
 MLFLOW_UI_PORT ?= 5000
 .PHONY: train mlflow-ui
 
@@ -94,7 +94,7 @@ mlflow-ui: $(RUN_INSTALLED) ## browse training runs and the registered model at 
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
 	  --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
 
-# ---- AWS CDK (issue 5): both stacks synthesized offline with the pinned CDK CLI -------------------
+# ---- AWS CDK: both stacks synthesized offline with the pinned CDK CLI -------------------
 # package.json pins the CLI; `npm ci` installs exactly package-lock.json into node_modules/ (git-ignored)
 # and writes node_modules/.package-lock.json, which serves as the stamp. Synthesis needs no AWS account:
 # no telemetry, no version check, no notices fetch. Node 20 is end-of-life for jsii: silence that banner.
@@ -117,7 +117,7 @@ synth: install $(CDK_CLI_STAMP) $(ARTIFACTS)/manifest.json ## cdk synth both sta
 # The integration tests run the CLI: a brand-new machine gets it before the suite starts.
 pytest: $(CDK_CLI_STAMP)
 
-# ---- Container image (issue 4): Dockerfile.lambda, proven without Docker, built and invoked with it --
+# ---- Container image: Dockerfile.lambda, proven without Docker, built and invoked with it --
 # `lambda-check` needs no Docker engine: it emulates the image build (bench/image.py) and runs the
 # task root under an isolated CPython 3.12 and the Lambda Runtime Interface Client. `lambda-image` and
 # `lambda-invoke` need a Docker engine (BuildKit/buildx) and say so where none answers.
@@ -177,9 +177,9 @@ run: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## fresh clone: .venv (runtime 
 	@echo "to sqlite:///$(CURDIR)/mlflow.db, experiment loan-default-serving: browse them with 'make mlflow-ui'."
 	MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(SERVE)
 
-# ---- Benchmarks and supply chain (issue 7) -------------------------------------------------------
+# ---- Benchmarks and supply chain -------------------------------------------------------
 # `make bench`: the service against the original design in one run (bench/run.py writes
-# bench/results.md and the README's benchmark block), then issue 3's serving figures
+# bench/results.md and the README's benchmark block), then the serving figures
 # (bench/serving.py) and the image budgets (bench/image.py). Every part runs even when an earlier
 # one misses a goal; the exit status says whether any did. wrk is Debian's package, installed here
 # when missing. `make bench BENCH_ARGS=--quick` is a short smoke run (no 1M-row training).

@@ -78,7 +78,7 @@ LAYERS_KEPT = 3
 TASK_ROOT_BUDGET_BYTES = 250 * 1000**2
 COLD_START_BUDGET_SECONDS = 1.0
 
-# ECS Fargate runs the same image with this entrypoint and command (CONTRACTS.md), as uid 1000:
+# ECS Fargate runs the same image with this entrypoint and command, as uid 1000:
 # lambda/http_server.py, uvicorn serving main:app. A test keeps these equal to the task definition's
 # (infra_cdk/fargate_service.py).
 ECS_ENTRYPOINT = ["python3", "-m", "http_server"]

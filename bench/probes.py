@@ -64,7 +64,7 @@ def _http_api_event() -> dict[str, Any]:
 def handler_latency(artifacts: Path, requests: int) -> dict[str, Any]:
     """p50/p99 of ``main.handler(event, context)`` for one prediction, in this fresh process.
 
-    The measurement itself is the serving benchmark's (``bench/serving.py``, issue 3), reused so
+    The measurement itself is the serving benchmark's (``bench/serving.py``), reused so
     both reports quote the same figure; it also times the bare Mangum adapter.
     """
     from dataclasses import asdict

@@ -1,7 +1,7 @@
 """Start, probe and stop the HTTP servers the benchmark and the load/fault tests talk to.
 
 One place knows the exact command lines, so the benchmark, the load test and the fault tests run
-the service the way it is deployed and documented (issue 3: uvicorn with httptools and uvloop, two
+the service the way it is deployed and documented (uvicorn with httptools and uvloop, two
 workers; ECS: one ``python3 -m http_server`` process, uvicorn inside), the reference design
 the way the original system ran (gunicorn, 2 workers x 2 threads), and a real MLflow tracking
 server for the prediction-logging tests and benchmark. Servers get their own process group, so
@@ -53,7 +53,7 @@ def free_port() -> int:
 def uvicorn_command(
     port: int, workers: int = 2, access_log: bool = False, log_level: str = "warning"
 ) -> list[str]:
-    """The service as issue 3 runs it: uvicorn[standard] (httptools + uvloop), ``main:app``."""
+    """The service on uvicorn with httptools + uvloop, ``main:app``."""
     command = [
         sys.executable,
         "-m",

@@ -1,4 +1,4 @@
-"""Serving benchmark: the three figures of issue 3, printed as a table.
+"""Serving benchmark: the three serving figures, printed as a table.
 
 1. In-process ``handler(event, context)`` for one prediction (API Gateway HTTP API event through
    Mangum, Powertools and FastAPI): p50 and p99. Also the bare Mangum adapter, to show what the

@@ -1,4 +1,4 @@
-"""The serving environment variables (CONTRACTS.md), identical on Lambda and on Fargate."""
+"""The serving environment variables, identical on Lambda and on Fargate."""
 
 from __future__ import annotations
 

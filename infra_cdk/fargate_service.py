@@ -27,7 +27,7 @@ from infra_cdk.web_acl import RegionalWebAcl
 CONTAINER_NAME = "Service"
 CONTAINER_PORT = 8080
 HEALTH_CHECK_PATH = "/health"
-# CONTRACTS.md: ECS entry point and command for the Lambda image. Not `python3 -m uvicorn main:app`:
+# The ECS entry point and command for the Lambda image. Not `python3 -m uvicorn main:app`:
 # after a graceful stop uvicorn re-raises the SIGTERM it drained for, so that process ends with 143
 # unless it happens to be the container's PID 1 (no init process); the runner exits 0 either way,
 # and refuses a bad artifact folder with one line and status 3.

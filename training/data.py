@@ -1,4 +1,4 @@
-"""Load a loan-book CSV and refuse it, with a precise message, when it breaks SPEC §3.
+"""Load a loan-book CSV and refuse it, with a precise message, when it breaks the data rules.
 
 A model trained on a silently coerced file is worse than no model, so every column is read as
 text and checked explicitly: the error names the column, what is wrong and the first offending

@@ -1,6 +1,6 @@
 """manifest.json: what was trained, on what, how well, and the hash of every file serving loads.
 
-The key set is the contract with serving (CONTRACTS.md, schema_version 1): add keys freely, never
+The key set is the contract with serving (schema_version 1): add keys freely, never
 rename or drop one without bumping ``schema_version``.
 """
 

@@ -1,4 +1,4 @@
-"""Read and verify the artifact folder that training wrote (SPEC §4, CONTRACTS "Artifact folder").
+"""Read and verify the artifact folder that training wrote.
 
 Order matters: the manifest is parsed, then the sha256 of EVERY file it lists is checked, and only
 then is anything else read. A mismatch stops the service with a message naming the file, so a

@@ -8,7 +8,7 @@ built-in check runs: no 5xx, status codes, content types, headers and bodies tha
 documented responses, schema-violating requests rejected and schema-valid ones accepted.
 
 One configuration choice, from the contract rather than taste: a batch of more than 1000 loans is
-refused with 413 (CONTRACTS "Serving - HTTP API"), so 413 counts as a proper rejection of
+refused with 413, so 413 counts as a proper rejection of
 schema-violating data alongside schemathesis' default 4xx list.
 
 Two findings of this sweep were fixed in the service and stay pinned by their own tests below: a

@@ -1,4 +1,4 @@
-"""The CSV batch section in headless Chromium against the real app (issue 6, parts 2 and 3)."""
+"""The CSV batch section in headless Chromium against the real app."""
 
 from __future__ import annotations
 

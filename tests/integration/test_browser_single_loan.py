@@ -1,4 +1,4 @@
-"""The single-loan form in headless Chromium against the real app (issue 6, parts 1 and 3).
+"""The single-loan form in headless Chromium against the real app.
 
 Every test drives the page as a user would and reads what the page shows; the answers come from
 the real app under uvicorn on a real trained model. Where a test needs the server to see a value the

@@ -4,7 +4,7 @@ ECS stops a task with SIGTERM (then SIGKILL after the stop timeout); a rolling d
 to every task, and ECS records the container's exit code. Three ways the service runs are checked:
 the ECS task's entry point and command exactly as the task definition has them
 (``python3 -m http_server --host ... --port ...``: one process, uvicorn inside, access log on), the
-same runner with ``--workers 2``, and issue 3's two-worker ``python -m uvicorn main:app``.
+same runner with ``--workers 2``, and the two-worker ``python -m uvicorn main:app``.
 
 "In flight" is made deterministic: three raw connections send the headers and half the body of a
 ``/predict/batch`` request, wait until the server has parsed the headers, and only after SIGTERM

@@ -1,6 +1,6 @@
 """A bounded load run against the real server: zero errors, and resident memory that stays flat.
 
-The service runs as issue 3 runs it (uvicorn, httptools + uvloop, 2 workers) on a model trained by
+The service runs as deployed (uvicorn, httptools + uvloop, 2 workers) on a model trained by
 ``python -m training``. Eight keep-alive connections send a mix of single predictions, 20-loan
 batches and invalid bodies (which must get their 422) for about 20 s. Resident memory (VmRSS summed
 over the supervisor, both workers and multiprocessing's resource tracker) is read after a warm-up

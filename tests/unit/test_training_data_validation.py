@@ -1,4 +1,4 @@
-"""Every bad-data case of SPEC §3 (and a few more) is refused with the column and the rows."""
+"""Every bad-data case of the data rules (and a few more) is refused with the column and rows."""
 
 from __future__ import annotations
 
