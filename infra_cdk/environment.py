@@ -20,6 +20,9 @@ def service_environment(settings: Settings) -> dict[str, str]:
     }
     if settings.mlflow_tracking_uri:
         environment["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+    if settings.shadow_sample_rate > 0:
+        # The image's artifacts/challenger/ scores this share of requests off the request path.
+        environment["SHADOW_SAMPLE_RATE"] = f"{settings.shadow_sample_rate:g}"
     if settings.mlflow_tracking_token_secret_arn:
         environment["MLFLOW_TRACKING_TOKEN_SECRET_ARN"] = settings.mlflow_tracking_token_secret_arn
     return environment

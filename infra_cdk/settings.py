@@ -99,6 +99,7 @@ class Settings:
     approval_rate_margin: float = 0.05
     mean_pd_margin: float = 0.03
     behaviour_min_predictions: int = 100
+    shadow_sample_rate: float = 0.0  # share the image's challenger also scores (both front doors)
     # Fargate stack
     vpc_id: str | None = None
     nat_gateways: int = 1
@@ -178,6 +179,9 @@ class Settings:
             mean_pd_margin=reader.fraction("mean_pd_margin", defaults.mean_pd_margin),
             behaviour_min_predictions=reader.integer(
                 "behaviour_min_predictions", defaults.behaviour_min_predictions
+            ),
+            shadow_sample_rate=reader.fraction(
+                "shadow_sample_rate", defaults.shadow_sample_rate, inclusive=True
             ),
             vpc_id=reader.text("vpc_id"),
             nat_gateways=reader.integer("nat_gateways", defaults.nat_gateways),
@@ -372,8 +376,8 @@ class _ContextReader:
             return int(value)
         raise SettingsError(f"context '{key}': expected an integer, got {value!r}")
 
-    def fraction(self, key: str, default: float) -> float:
-        """A number in (0, 1): JSON number or string such as ``0.05``."""
+    def fraction(self, key: str, default: float, *, inclusive: bool = False) -> float:
+        """A number in (0, 1) - [0, 1] when ``inclusive`` - as JSON or a string like ``0.05``."""
         value = self._context(key)
         if value is None or (isinstance(value, str) and not value.strip()):
             return default
@@ -383,8 +387,9 @@ class _ContextReader:
             number = float(value)
         except (TypeError, ValueError):
             raise SettingsError(f"context '{key}': expected a number, got {value!r}") from None
-        if not 0.0 < number < 1.0:
-            raise SettingsError(f"context '{key}': expected a fraction in (0, 1), got {value!r}")
+        if not (0.0 <= number <= 1.0 if inclusive else 0.0 < number < 1.0):
+            bounds = "[0, 1]" if inclusive else "(0, 1)"
+            raise SettingsError(f"context '{key}': expected a fraction in {bounds}, got {value!r}")
         return number
 
     def integer(self, key: str, default: int) -> int:

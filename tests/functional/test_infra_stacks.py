@@ -195,6 +195,7 @@ def tuned_app(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> S
         approval_rate_margin="0.02",
         mean_pd_margin="0.01",
         behaviour_min_predictions="500",
+        shadow_sample_rate="0.25",
         lambda_memory_mb="2048",
         lambda_timeout_seconds="20",
         log_retention_days="90",
@@ -393,6 +394,7 @@ def test_tuned_function_takes_memory_timeout_concurrency_tracing_and_mlflow_from
         "POWERTOOLS_SERVICE_NAME": "loan-default",
         "POWERTOOLS_METRICS_NAMESPACE": "LoanDefault",
         "MLFLOW_TRACKING_URI": "https://mlflow.example.com",
+        "SHADOW_SAMPLE_RATE": "0.25",
         "MLFLOW_TRACKING_TOKEN_SECRET_ARN": SECRET_ARN,
     }
     log_group_id = properties["LoggingConfig"]["LogGroup"]["Ref"]

@@ -60,8 +60,10 @@ def test_release_settings_from_command_line_strings() -> None:
             "approval_rate_margin": "0.1",
             "mean_pd_margin": 0.02,
             "latency_p99_budget_ms": "120",
+            "shadow_sample_rate": "1",
         }
     )
+    assert settings.shadow_sample_rate == 1.0
     assert settings.deployment is DeploymentStyle.ALL_AT_ONCE
     assert settings.provisioned_concurrency == 3
     assert (settings.approval_rate_margin, settings.mean_pd_margin) == (0.1, 0.02)
@@ -171,6 +173,7 @@ def test_mlflow_token_is_configured_by_secret_arn() -> None:
         ({"approval_rate_margin": "wide"}, "approval_rate_margin"),
         ({"mean_pd_margin": True}, "mean_pd_margin"),
         ({"behaviour_min_predictions": 0}, "behaviour_min_predictions"),
+        ({"shadow_sample_rate": "1.5"}, "shadow_sample_rate"),
     ],
 )
 def test_bad_context_values_stop_synthesis_with_a_message_naming_the_key(
