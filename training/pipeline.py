@@ -8,8 +8,9 @@ candidate, to measure it.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,12 @@ from training.onnx_export import convert_to_onnx, onnx_probabilities, verify_par
 from training.progress import Progress
 from training.redaction import redact
 from training.reference import build_reference, category_reference, numeric_reference
-from training.report import INDEX_FILE, ReportInput, write_report
+from training.registry import column_types, model_artifacts, scoring_requirements, typed_frame
+from training.report import CANDIDATE_PLOTS, INDEX_FILE, ReportInput, write_plots, write_report
 from training.results import CandidateResult
 from training.schema import DECISION_THRESHOLD
 from training.split import TEST_FRACTION, Split, stratified_split
-from training.tracking import RunPayload, TrainingTracker
+from training.tracking import CandidateRun, RegisteredModelPayload, RunPayload, TrainingTracker
 
 DEFAULT_SEED = 42
 
@@ -254,37 +256,42 @@ def run_training(config: TrainingConfig, progress: Progress) -> TrainingOutcome:
             )
             manifest["files"][GOLDEN_FILE] = golden.pop("sha256")
             manifest["golden_loans"] = golden
+        report = ReportInput(
+            results=results,
+            chosen=selection.name,
+            reason=selection.reason,
+            test_target=data.test_target,
+            stats=data.stats,
+            data=manifest["data"],
+            calibration=manifest["model"]["calibration"],
+            model_version=model_version,
+            created_at=manifest["created_at"],
+            seed=config.seed,
+            design_names=design_names(data.schema),
+        )
         with progress.stage("training report (plots + index.html)"):
-            write_report(
-                ReportInput(
-                    results=results,
-                    chosen=selection.name,
-                    reason=selection.reason,
-                    test_target=data.test_target,
-                    stats=data.stats,
-                    data=manifest["data"],
-                    calibration=manifest["model"]["calibration"],
-                    model_version=model_version,
-                    created_at=manifest["created_at"],
-                    seed=config.seed,
-                    design_names=design_names(data.schema),
-                ),
-                staging / REPORT_DIR,
-            )
+            write_report(report, staging / REPORT_DIR)
         with (
             progress.stage("MLflow tracking"),
             TrainingTracker(enabled=config.track, quiet=progress.quiet) as tracker,
+            tempfile.TemporaryDirectory(prefix="candidate-plots-") as plots,
         ):
-            payload = _run_payload(
-                config=config,
-                data=data,
-                results=results,
-                chosen=chosen,
-                manifest=manifest,
-                folder=staging,
-            )
-            tracker.log_run(payload)
+            # The model logged to MLflow carries the manifest: written first, with the run id.
             manifest["mlflow_run_id"] = tracker.run_id
+            manifest["mlflow"] = tracker.summary()
+            write_json(staging / MANIFEST_FILE, manifest)
+            if tracker.active:
+                payload = _run_payload(
+                    config=config,
+                    data=data,
+                    results=results,
+                    chosen=chosen,
+                    manifest=manifest,
+                    folder=staging,
+                    report=report,
+                    plots=Path(plots),
+                )
+                tracker.log_run(payload)
             manifest["mlflow"] = tracker.summary()
             write_json(staging / MANIFEST_FILE, manifest)
             tracker.log_manifest(manifest)
@@ -412,6 +419,8 @@ def _run_payload(
     chosen: CandidateResult,
     manifest: dict[str, Any],
     folder: Path,
+    report: ReportInput,
+    plots: Path,
 ) -> RunPayload:
     params: dict[str, Any] = {
         "seed": config.seed,
@@ -423,47 +432,65 @@ def _run_payload(
         "data_sha256": data.book.sha256,
     }
     metrics: dict[str, float] = {}
+    candidates = []
     for result in results:
-        for key, value in json_safe_params(result.base_model).items():
+        own_metrics = _candidate_metrics(result)
+        own_params = json_safe_params(result.base_model)
+        for key, value in own_params.items():
             params[f"{result.name}.{key}"] = value
-        for key, value in result.metrics.items():
-            if isinstance(value, float):
-                metrics[f"{result.name}.{key}"] = value
-        for key, value in result.metrics["cv"].items():
-            metrics[f"{result.name}.cv_{key}"] = float(value)
-        for key, value in result.metrics["uncalibrated"].items():
-            metrics[f"{result.name}.uncalibrated_{key}"] = float(value)
+        metrics.update({f"{result.name}.{key}": value for key, value in own_metrics.items()})
+        candidates.append(
+            CandidateRun(
+                name=result.name,
+                chosen=result.name == chosen.name,
+                params={**own_params, "candidate": result.name, "seed": config.seed},
+                metrics=own_metrics,
+                plots=write_plots(
+                    replace(report, results=[result], chosen=result.name),
+                    plots / result.name,
+                    CANDIDATE_PLOTS,
+                ),
+            )
+        )
     for key, value in chosen.metrics.items():
         if isinstance(value, float):
             metrics[f"chosen.{key}"] = value
-    example = data.train_input[:5]
-    model = exported_model(chosen, data)
+    types = column_types(data.schema)
+    held_out = typed_frame(data.book.features[data.split.test], types, data.schema)
+    held_out[data.schema.target.column] = data.test_target
+    tags = {
+        "model_version": manifest["model_version"],
+        "chosen_model": chosen.name,
+        "selection_reason": manifest["model"]["selection_reason"],
+        "data_sha256": data.book.sha256,
+        "data_source": data.book.path.name,
+    }
     return RunPayload(
         params=params,
         metrics=metrics,
-        tags={
-            "model_version": manifest["model_version"],
-            "chosen_model": chosen.name,
-            "selection_reason": manifest["model"]["selection_reason"],
-            "data_sha256": data.book.sha256,
-            "data_source": data.book.path.name,
-        },
+        tags=tags,
         artifact_files=[
             (folder / STATS_FILE, None),
             (folder / ONNX_FILE, "onnx"),
         ],
         artifact_dirs=[(folder / REPORT_DIR, "report")],
-        model=model,
-        input_example=example,
-        output_example=model.predict_proba(example),
-        pip_requirements=_pip_requirements(manifest["versions"]),
+        candidates=candidates,
+        model=RegisteredModelPayload(
+            artifacts=model_artifacts(folder, manifest),
+            column_types=types,
+            input_example=typed_frame(data.book.features[data.split.train[:5]], types, data.schema),
+            held_out=held_out,
+            pip_requirements=scoring_requirements(manifest["versions"]),
+            tags={key: tags[key] for key in ("model_version", "chosen_model", "data_sha256")},
+        ),
     )
 
 
-def _pip_requirements(versions: dict[str, Any]) -> list[str]:
-    """Pinned requirements for the logged model (MLflow would otherwise infer them slowly)."""
-    return [
-        f"{name}=={versions[name]}"
-        for name in ("scikit-learn", "numpy", "scipy", "joblib")
-        if versions.get(name)
-    ]
+def _candidate_metrics(result: CandidateResult) -> dict[str, float]:
+    """A candidate's held-out, cross-validation and uncalibrated figures, flat for MLflow."""
+    metrics = {key: value for key, value in result.metrics.items() if isinstance(value, float)}
+    for key, value in result.metrics["cv"].items():
+        metrics[f"cv_{key}"] = float(value)
+    for key, value in result.metrics["uncalibrated"].items():
+        metrics[f"uncalibrated_{key}"] = float(value)
+    return metrics

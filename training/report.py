@@ -54,6 +54,19 @@ class ReportInput:
 
 def write_report(report: ReportInput, folder: Path) -> list[Path]:
     """Write every plot and index.html into ``folder``; return the files written."""
+    written = write_plots(report, folder, tuple(PLOT_FILES))
+    index = folder / INDEX_FILE
+    index.write_text(render_index(report), encoding="utf-8")
+    written.append(index)
+    return written
+
+
+CANDIDATE_PLOTS = ("roc", "pr", "calibration", "confusion_matrix", "feature_weights")
+"""The plots that describe one candidate on its own (its nested MLflow run gets these)."""
+
+
+def write_plots(report: ReportInput, folder: Path, keys: Sequence[str]) -> list[Path]:
+    """Write the plots named by ``keys`` (keys of ``PLOT_FILES``) into ``folder``."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -67,13 +80,10 @@ def write_report(report: ReportInput, folder: Path) -> list[Path]:
         "score_distribution": _plot_score_distribution,
     }
     written = []
-    for key, plot in plotters.items():
+    for key in keys:
         path = folder / PLOT_FILES[key]
-        plot(report, path)
+        plotters[key](report, path)
         written.append(path)
-    index = folder / INDEX_FILE
-    index.write_text(render_index(report), encoding="utf-8")
-    written.append(index)
     return written
 
 

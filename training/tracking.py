@@ -47,6 +47,29 @@ TrackingStatus = Literal["tracked", "disabled", "unreachable"]
 
 
 @dataclass(frozen=True)
+class CandidateRun:
+    """One candidate as a nested run under the training run: MLflow's compare view lines them up."""
+
+    name: str
+    chosen: bool
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    plots: list[Path]
+
+
+@dataclass(frozen=True)
+class RegisteredModelPayload:
+    """What the registered pyfunc is made of (see ``training.registry``)."""
+
+    artifacts: dict[str, str]
+    column_types: dict[str, str]
+    input_example: Any
+    held_out: Any
+    pip_requirements: list[str]
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
 class RunPayload:
     """Everything a training run logs to MLflow."""
 
@@ -55,10 +78,8 @@ class RunPayload:
     tags: dict[str, str]
     artifact_files: list[tuple[Path, str | None]]
     artifact_dirs: list[tuple[Path, str]]
-    model: Any
-    input_example: Any
-    output_example: Any
-    pip_requirements: list[str]
+    candidates: list[CandidateRun]
+    model: RegisteredModelPayload
 
 
 @dataclass
@@ -109,7 +130,8 @@ class TrainingTracker:
         return self._mlflow is not None and self.status == "tracked"
 
     def log_run(self, payload: RunPayload) -> None:
-        """Params, metrics, tags, artifacts and the model (registered where the store allows)."""
+        """Params, metrics, tags, artifacts, one nested run per candidate, the held-out split,
+        and the model (registered with alias ``challenger`` where the store allows)."""
         if not self.active:
             return
         mlflow = self._mlflow
@@ -121,10 +143,28 @@ class TrainingTracker:
                 mlflow.log_artifact(str(path), artifact_path=artifact_path)
             for folder, artifact_path in payload.artifact_dirs:
                 mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
+            for candidate in payload.candidates:
+                self._log_candidate(candidate)
+            self._log_held_out(payload.model)
         except Exception as error:
             self._give_up(f"logging to MLflow failed: {_one_line(error)}")
             return
-        self._log_model(payload)
+        self._log_model(payload.model)
+
+    def _log_candidate(self, candidate: CandidateRun) -> None:
+        mlflow = self._mlflow
+        with mlflow.start_run(run_name=candidate.name, nested=True):
+            mlflow.log_params(candidate.params)
+            mlflow.log_metrics(candidate.metrics)
+            mlflow.set_tags({"candidate": candidate.name, "chosen": str(candidate.chosen).lower()})
+            for plot in candidate.plots:
+                mlflow.log_artifact(str(plot), artifact_path="plots")
+
+    def _log_held_out(self, model: RegisteredModelPayload) -> None:
+        """The test split (raw features + target): promote compares models on it."""
+        from training.registry import HELD_OUT_ARTIFACT
+
+        self._mlflow.log_text(model.held_out.to_csv(index=False), HELD_OUT_ARTIFACT)
 
     def log_manifest(self, manifest: dict[str, Any]) -> None:
         """The final manifest, so the run and the artifact folder point at each other."""
@@ -164,21 +204,20 @@ class TrainingTracker:
         self.run_id = run.info.run_id
         self.status = "tracked"
 
-    def _log_model(self, payload: RunPayload) -> None:
-        import mlflow.sklearn
-        from mlflow.models import infer_signature
+    def _log_model(self, model: RegisteredModelPayload) -> None:
+        import mlflow.pyfunc
+
+        from training.registry import CHALLENGER, PYFUNC_MODEL_FILE, model_signature
 
         mlflow = self._mlflow
-        signature = infer_signature(payload.input_example, payload.output_example)
         try:
-            info = mlflow.sklearn.log_model(
-                payload.model,
+            info = mlflow.pyfunc.log_model(
                 name="model",
-                signature=signature,
-                input_example=payload.input_example,
-                pip_requirements=payload.pip_requirements,
-                pyfunc_predict_fn="predict_proba",
-                skops_trusted_types=scikit_learn_types(payload.model),
+                python_model=str(PYFUNC_MODEL_FILE),
+                artifacts=model.artifacts,
+                signature=model_signature(model.column_types),
+                input_example=model.input_example,
+                pip_requirements=model.pip_requirements,
             )
         except Exception as error:
             self._give_up(f"logging the model to MLflow failed: {_one_line(error)}")
@@ -188,13 +227,22 @@ class TrainingTracker:
             chatter = redirect_stderr(io.StringIO()) if self.quiet else nullcontext()
             with chatter:
                 version = mlflow.register_model(
-                    info.model_uri, REGISTERED_MODEL_NAME, await_registration_for=10
+                    info.model_uri,
+                    REGISTERED_MODEL_NAME,
+                    await_registration_for=10,
+                    tags=model.tags,
                 )
+            client = mlflow.MlflowClient()
+            client.set_registered_model_alias(REGISTERED_MODEL_NAME, CHALLENGER, version.version)
         except Exception as error:
             self.detail = f"model logged but not registered: {_one_line(error)}"
             self._warn(self.detail)
             return
-        self.registered_model = {"name": REGISTERED_MODEL_NAME, "version": str(version.version)}
+        self.registered_model = {
+            "name": REGISTERED_MODEL_NAME,
+            "version": str(version.version),
+            "alias": CHALLENGER,
+        }
 
     def _give_up(self, problem: str) -> None:
         self.status = "unreachable"
@@ -205,19 +253,6 @@ class TrainingTracker:
         message = redact(message)
         self.warnings.append(message)
         print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def scikit_learn_types(model: Any) -> list[str]:
-    """The scikit-learn classes skops must be told to trust to reload this model.
-
-    MLflow stores scikit-learn models with skops (no arbitrary pickle code on load), which refuses
-    classes outside its default allow-list, such as the calibration wrapper. Only scikit-learn's
-    own classes are vouched for; anything else stays untrusted and makes logging fail loudly.
-    """
-    import skops.io
-
-    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    return [name for name in untrusted if name.startswith("sklearn.")]
 
 
 def local_artifact_root(uri: str) -> str | None:

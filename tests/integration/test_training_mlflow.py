@@ -120,15 +120,21 @@ def assert_registered_model_serves_like_the_pickle(
     client: Any, manifest: dict[str, Any], out: Path, tracking_uri: str, download_to: Path
 ) -> None:
     """The registered version comes from this run, carries a signature and an input example,
-    and predicts what best_model.pkl predicts (loaded from a download: no global MLflow state)."""
+    and predicts from RAW named columns what best_model.pkl predicts from normalized ones
+    (loaded from a download: no global MLflow state)."""
     import mlflow.artifacts
     import mlflow.pyfunc
+    import pandas as pd
     from mlflow.models import Model
+
+    from training.normalization import normalize
 
     registered = manifest["mlflow"]["registered_model"]
     assert registered["name"] == REGISTERED_MODEL_NAME
+    assert registered["alias"] == "challenger"
     version = client.get_model_version(REGISTERED_MODEL_NAME, registered["version"])
     assert version.run_id == manifest["mlflow_run_id"]
+    assert "challenger" in version.aliases
     assert version.source.startswith("models:/m-")  # MLflow 3: versions point at logged models
     logged_model = client.get_logged_model(version.source.removeprefix("models:/"))
     assert logged_model.source_run_id == manifest["mlflow_run_id"]
@@ -140,9 +146,22 @@ def assert_registered_model_serves_like_the_pickle(
     info = Model.load(local)
     assert info.signature is not None
     assert info.saved_input_example_info is not None
-    rows = np.random.default_rng(0).normal(size=(20, 6))
-    expected = joblib.load(out / "best_model.pkl").predict_proba(rows)
-    np.testing.assert_allclose(mlflow.pyfunc.load_model(local).predict(rows), expected)
+    raw = pd.DataFrame(
+        {
+            "credit_lines_outstanding": [0, 1, 2, 5],
+            "loan_amt_outstanding": [1500.0, 4500.0, 6000.0, 9000.0],
+            "total_debt_outstanding": [2000.0, 7800.0, 25000.0, 30000.0],
+            "income": [90000.0, 72000.0, 40000.0, 30000.0],
+            "years_employed": [8, 5, 2, 0],
+            "fico_score": [780, 640, 580, 520],
+        }
+    )
+    stats = json.loads((out / "stats.json").read_text())
+    expected = joblib.load(out / "best_model.pkl").predict_proba(
+        normalize(raw.to_numpy(np.float64), stats)
+    )[:, 1]
+    answer = mlflow.pyfunc.load_model(local).predict(raw)
+    np.testing.assert_allclose(answer["probability"], expected, atol=1e-5)
 
 
 @pytest.mark.slow
