@@ -90,6 +90,19 @@ train: $(RUN_INSTALLED) ## train on Data/Loan_Data.csv, write artifacts/ (+ repo
 $(ARTIFACTS)/manifest.json: $(DATA) $(wildcard Data/*) $(wildcard training/*.py) | $(RUN_INSTALLED)
 	$(PY) -m training --data $(DATA) --out $(ARTIFACTS)
 
+# The artifact folder from the model registry instead of a local training run:
+# `make artifacts MODEL_URI=models:/loan-default@champion` (tracking server: MLFLOW_TRACKING_URI,
+# else ./mlflow.db). `make synth` and `make lambda-image` then bake exactly that version.
+MODEL_URI ?=
+.PHONY: artifacts
+artifacts: $(RUN_INSTALLED) ## the artifact folder: fetched from the registry with MODEL_URI=models:/..., else trained when missing
+ifneq ($(strip $(MODEL_URI)),)
+	$(PY) -m loan_default fetch $(MODEL_URI) --out $(ARTIFACTS)
+else
+	@$(MAKE) --no-print-directory $(ARTIFACTS)/manifest.json
+endif
+ARTIFACT_SOURCE := $(if $(strip $(MODEL_URI)),artifacts,$(ARTIFACTS)/manifest.json)
+
 mlflow-ui: $(RUN_INSTALLED) ## browse training runs and the registered model at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db \
 	  --host 127.0.0.1 --port $(MLFLOW_UI_PORT)
@@ -110,7 +123,7 @@ $(CDK_CLI_STAMP): package.json package-lock.json
 
 cdk-cli: $(CDK_CLI_STAMP) ## install the pinned AWS CDK CLI into node_modules/ (npm ci)
 
-synth: install $(CDK_CLI_STAMP) $(ARTIFACTS)/manifest.json ## cdk synth both stacks into cdk.out/ (offline; trains first if needed)
+synth: install $(CDK_CLI_STAMP) $(ARTIFACT_SOURCE) ## cdk synth both stacks into cdk.out/ (offline; trains first if needed)
 	$(CDK_ENV) $(CDK) synth --quiet --no-notices -c artifact_dir=$(ARTIFACTS)
 	@ls -1 cdk.out/*.template.json
 
@@ -140,7 +153,7 @@ lambda-check: install ## prove the image without Docker: emulated build, isolate
 
 lambda-image: ## docker build Dockerfile.lambda (IMAGE=loan-default:latest, PLATFORM=linux/amd64 or linux/arm64)
 	@$(DOCKER_ENGINE_CHECK)
-	@$(MAKE) --no-print-directory artifacts/manifest.json ARTIFACTS=artifacts
+	@$(MAKE) --no-print-directory $(if $(strip $(MODEL_URI)),artifacts,artifacts/manifest.json) ARTIFACTS=artifacts
 	docker buildx build --platform $(PLATFORM) --provenance=false \
 	  --build-arg INSTALL_SKLEARN=$(INSTALL_SKLEARN) -f Dockerfile.lambda -t $(IMAGE) --load .
 
@@ -211,3 +224,18 @@ audit: install ## fail on a known vulnerability in the image's pinned requiremen
 # The test suite drives wrk once (tests/integration/test_load_wrk_both_designs.py).
 pytest: bench-deps
 test: audit
+
+# ---- Java 17 for Spark in local mode (pyspark 4 needs it) -----------------------------------------
+# Debian's headless JRE, installed when `java -version` does not say 17. The Spark tests need it.
+.PHONY: java-deps
+java-deps: ## install Java 17 (Debian openjdk-17-jre-headless) for pyspark when it is missing
+	@if java -version 2>&1 | grep -q 'version "17'; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Java 17 for pyspark (apt-get)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; } \
+	    || echo "WARNING: apt-get could not install openjdk-17-jre-headless; the Spark tests will fail"; \
+	else \
+	  echo "WARNING: Java 17 is missing and apt-get needs root: apt-get install -y openjdk-17-jre-headless"; \
+	fi
+
+pytest: java-deps

@@ -30,6 +30,8 @@ COMMANDS: Final[dict[str, Subcommand]] = {
     "monitor": Subcommand("loan_default.monitoring.cli", "stability and back-testing report"),
     "compare": Subcommand("loan_default.compare", "champion vs challenger: swap sets, PSI"),
     "serve": Subcommand("loan_default.serve", "serve the web page and API on an artifact folder"),
+    "promote": Subcommand("training.promote", "move 'champion' to the challenger if not worse"),
+    "fetch": Subcommand("training.fetch", "the artifact folder of a registered model version"),
 }
 
 
