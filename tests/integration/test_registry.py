@@ -544,6 +544,7 @@ def test_spark_udf_scores_a_spark_dataframe_of_raw_columns_like_the_api(
         SparkSession.builder.master("local[2]")
         .appName("loan-default-registry-test")
         .config("spark.ui.enabled", "false")
+        .config("spark.pyspark.python", sys.executable)  # workers need this venv's pandas
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.sql.shuffle.partitions", "2")
         .getOrCreate()
