@@ -32,6 +32,7 @@ import pandas as pd
 from training.data import DataValidationError, load_loan_book
 from training.manifest import utc_now
 from training.registry import (
+    CATEGORY_TYPE,
     CHALLENGER,
     CHAMPION,
     HELD_OUT_ARTIFACT,
@@ -239,7 +240,13 @@ def _held_out(
             raise RegistryError(f"{data}: {first}{more}") from error
         except OSError as error:
             raise RegistryError(f"{data} cannot be read ({error.strerror or error})") from error
-        return typed_frame(book.features, types, str(data)), book.target, str(data)
+        if list(book.schema.feature_names) != list(types):
+            raise RegistryError(
+                f"{data}: its features {list(book.schema.feature_names)} are not the model's "
+                f"{list(types)}"
+            )
+        frame = typed_frame(book.features, types, book.schema, str(data))
+        return frame, book.target, str(data)
     import mlflow.artifacts
 
     with tempfile.TemporaryDirectory(prefix="held-out-") as folder:
@@ -252,9 +259,8 @@ def _held_out(
                 f"the challenger's run {challenger.run_id} has no {HELD_OUT_ARTIFACT} "
                 f"({one_line(error)}): pass --data CSV"
             ) from error
-        dtypes = {
-            col: "int64" if kind == INTEGER_TYPE else "float64" for col, kind in types.items()
-        }
+        pandas_types = {INTEGER_TYPE: "int64", CATEGORY_TYPE: "str"}
+        dtypes = {col: pandas_types.get(kind, "float64") for col, kind in types.items()}
         held_out = pd.read_csv(local, dtype={**dtypes, TARGET: "int64"})
     target = held_out.pop(TARGET).to_numpy(np.int64)
     return held_out, target, f"test split of run {challenger.run_id}"

@@ -4,9 +4,9 @@ Logged as MLflow "models from code": this file is stored with the model and exec
 model is loaded, so it imports nothing from this repository and its environment is what scoring
 needs (numpy, pandas, onnxruntime, MLflow). It scores exactly as the service does: the training
 statistics normalize the raw columns, ``(x - mean) * (1 / std)`` in float64, then float32 into the
-same ``model.onnx`` graph, read through the same input and output names (a category column
-enters as the index of its value in the schema's list, as the model input defines it); P(default) is the second
-probability column, capped at 1; the decision is PD >= the manifest's threshold.
+same ``model.onnx`` graph, read through the same input and output names (a category column enters
+as the index of its value in the schema's list, as the model input defines it); P(default) is
+the second probability column, capped at 1; the decision is PD >= the manifest's threshold.
 
 The model refuses to load when ``model.onnx`` or ``stats.json`` do not match the sha256 in the
 manifest stored beside them, like the service refuses to start.

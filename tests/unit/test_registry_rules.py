@@ -14,6 +14,7 @@ from training.registry import (
     redact,
     typed_frame,
 )
+from training.schema import DEFAULT_BOOK
 
 
 @pytest.mark.parametrize(
@@ -41,11 +42,20 @@ def test_credentials_in_urls_and_secret_query_values_are_redacted() -> None:
     assert redact(text) == "API request to https://***@mlflow.bank:443/api?token=***&x=1 failed"
 
 
-def test_whole_number_columns_are_long_and_amounts_double() -> None:
+def test_the_signature_types_follow_the_books_schema() -> None:
+    assert column_types(DEFAULT_BOOK) == {
+        "credit_lines_outstanding": "long",
+        "loan_amt_outstanding": "double",
+        "total_debt_outstanding": "double",
+        "income": "double",
+        "years_employed": "long",
+        "fico_score": "long",
+    }
+
+
+def test_model_input_rows_become_the_raw_typed_frame() -> None:
     values = np.array([[1.0, 4500.5, 640.0], [2.0, 300.0, 700.0]])
-    types = column_types(("lines", "amount", "fico"), values)
-    assert types == {"lines": "long", "amount": "double", "fico": "long"}
-    frame = typed_frame(values, types)
+    frame = typed_frame(values, {"lines": "long", "amount": "double", "fico": "long"})
     assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == {
         "lines": "int64",
         "amount": "float64",
@@ -55,7 +65,7 @@ def test_whole_number_columns_are_long_and_amounts_double() -> None:
 
 def test_a_fraction_in_a_whole_number_column_is_named() -> None:
     with pytest.raises(RegistryError, match=r"book.csv: lines must be a whole number .*row 2"):
-        typed_frame(np.array([[1.0], [1.5]]), {"lines": "long"}, "book.csv")
+        typed_frame(np.array([[1.0], [1.5]]), {"lines": "long"}, where="book.csv")
 
 
 CHAMPION = {"roc_auc": 0.99, "f1": 0.90, "brier": 0.020}
