@@ -214,6 +214,7 @@ bench: install bench-deps $(ARTIFACTS)/manifest.json ## service vs original desi
 	$(PY) -m bench.run $(BENCH_ARGS) || status=$$?; \
 	echo; $(PY) bench/serving.py --artifacts $(ARTIFACTS) || status=$$?; \
 	echo; $(PY) -m bench.image --artifacts $(ARTIFACTS) || status=$$?; \
+	echo; $(PY) -m bench.monitor --artifacts $(ARTIFACTS) || status=$$?; \
 	exit $$status
 
 # Known vulnerabilities in what the image installs (requirements/runtime*.txt, hash-pinned):
