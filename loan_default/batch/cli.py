@@ -10,6 +10,7 @@ a bad artifact folder), with one line on stderr naming the problem.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Final
@@ -22,7 +23,8 @@ from loan_service.settings import Settings
 EXIT_DONE: Final = 0
 EXIT_STOPPED: Final = 1
 EXIT_BAD_INPUT: Final = 2
-ENGINES: Final = ("local",)
+ENGINES: Final = ("local", "spark")
+ENV_SPARK_MASTER: Final = "SPARK_MASTER"  # --engine spark: where to run (default local[*])
 
 
 def default_rejects(output: Path) -> Path:
@@ -42,7 +44,13 @@ def build_parser(prog: str | None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", required=True, type=Path, help="scored output, .parquet or .csv (by extension)"
     )
-    parser.add_argument("--engine", choices=ENGINES, default="local", help="default local")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local (default): one process, streaming; spark: Spark on SPARK_MASTER (default "
+        "local[*]), output and rejects written as folders of part files",
+    )
     parser.add_argument(
         "--rejects", type=Path, help="rejects file, .csv or .parquet (default OUTPUT.rejects.csv)"
     )
@@ -81,18 +89,31 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from loan_default.batch.rules import InputError
 
     try:
-        from loan_default.batch.core import BatchScorer
-        from loan_default.batch.local import score_file
+        if args.engine == "spark":
+            from loan_default.batch.spark import score_with_spark, spark_session
 
-        scorer = BatchScorer(artifact_dir, recovery_rate, settings.model_runtime)
-        summary = score_file(
-            scorer,
-            args.input,
-            args.out,
-            rejects_path,
-            max_rejects=args.max_rejects,
-            quiet=args.quiet,
-        )
+            summary = score_with_spark(
+                spark_session(os.environ.get(ENV_SPARK_MASTER) or "local[*]"),
+                str(artifact_dir.resolve()),
+                str(args.input.resolve()),
+                str(args.out.resolve()),
+                str(rejects_path.resolve()),
+                recovery_rate,
+                args.max_rejects,
+            )
+        else:
+            from loan_default.batch.core import BatchScorer
+            from loan_default.batch.local import score_file
+
+            scorer = BatchScorer(artifact_dir, recovery_rate, settings.model_runtime)
+            summary = score_file(
+                scorer,
+                args.input,
+                args.out,
+                rejects_path,
+                max_rejects=args.max_rejects,
+                quiet=args.quiet,
+            )
     except (InputError, ArtifactError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
