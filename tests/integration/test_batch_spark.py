@@ -90,7 +90,8 @@ def test_spark_gives_the_local_engines_answers_and_rejects(
             == 0
         )
         frame = pd.read_parquet(source).iloc[:, :8]
-        frame.loc[[5, 900], "fico_score"] = [None, 900]
+        frame["fico_score"] = frame["fico_score"].astype("Int64")  # nullable: one missing value
+        frame.loc[[5, 900], "fico_score"] = [pd.NA, 900]
         frame.to_parquet(source, index=False)
     local_out, local_rejects = tmp_path / "local.parquet", tmp_path / "local.rejects.csv"
     code = score_main(
