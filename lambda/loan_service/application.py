@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import IO, Final
@@ -20,6 +21,7 @@ from starlette.middleware import Middleware
 
 from loan_service.api.routes import PREDICTION_ROUTES, ROUTERS
 from loan_service.artifacts import ArtifactBundle, ArtifactError, load_artifacts
+from loan_service.book import BookSchema
 from loan_service.errors import install_error_handlers
 from loan_service.middleware import (
     MAX_BODY_BYTES,
@@ -31,7 +33,12 @@ from loan_service.middleware import (
 )
 from loan_service.observability import Observability
 from loan_service.prediction_log import PredictionLog, build_prediction_log
-from loan_service.predictor import DefaultRiskModel, load_probability_model
+from loan_service.predictor import (
+    DefaultRiskModel,
+    check_model_at_load,
+    edge_of_range_rows,
+    load_probability_model,
+)
 from loan_service.schemas import RequestModels
 from loan_service.scoring import LoanAssessor
 from loan_service.service import PredictionService
@@ -49,6 +56,23 @@ _NO_TELEMETRY: Final[TelemetryConfig] = {
     "logs": False,
     "operation_spans": False,
 }
+
+
+def field_bounds(book: BookSchema) -> list[tuple[float | None, float | None]]:
+    """The lowest and highest model input the book accepts for each feature (None: open). A
+    strict bound (``greater_than``) gives the next float inside it: income > 0 accepts 5e-324;
+    a category's inputs are its value indices."""
+    bounds: list[tuple[float | None, float | None]] = []
+    for feature in book.features:
+        if feature.is_category:
+            bounds.append((0.0, float(max(len(feature.values or ()) - 1, 0))))
+            continue
+        low = None if feature.min is None else float(feature.min)
+        if feature.greater_than is not None:
+            low = math.nextafter(float(feature.greater_than), math.inf)
+        high = None if feature.max is None else float(feature.max)
+        bounds.append((low, high))
+    return bounds
 
 
 def build_service(
@@ -84,6 +108,10 @@ def build_service(
 def build_assessor(bundle: ArtifactBundle, settings: Settings) -> LoanAssessor:
     """The scorer and answer builder for one verified artifact folder."""
     model = DefaultRiskModel(load_probability_model(bundle, settings.model_runtime), bundle.stats)
+    model_file = bundle.onnx_path.name if model.runtime == "onnx" else bundle.pickle_path.name
+    book = bundle.manifest.book
+    edges = edge_of_range_rows(bundle.stats, field_bounds(book))
+    check_model_at_load(model, edges, book.feature_names, model_file)
     return LoanAssessor(
         model=model,
         stats=bundle.stats,

@@ -159,7 +159,10 @@ def _verify_checksums(directory: Path, manifest: Manifest) -> None:
             raise ArtifactError(f"{MANIFEST_FILE} lists {name!r}, which is not a plain file name")
         if not path.is_file():
             raise ArtifactError(f"{name} is listed in {MANIFEST_FILE} but missing")
-        actual = sha256_of(path)
+        try:
+            actual = sha256_of(path)
+        except OSError as exc:
+            raise ArtifactError(f"{name} cannot be read ({exc.strerror or exc})") from exc
         if actual != expected.lower():
             raise ArtifactError(
                 f"{name} does not match its sha256 in {MANIFEST_FILE} "

@@ -3,20 +3,26 @@
 Serving runs on ONE onnxruntime session created at import with one intra-op and one inter-op
 thread: a request is a handful of rows, so threads would only add hand-off latency, and each
 uvicorn worker (or Lambda sandbox) already owns a core. Normalization is numpy arithmetic with the
-training statistics. scikit-learn is the fallback (``MODEL_RUNTIME=sklearn`` or no onnxruntime
-installed) and is imported only by ``SklearnPredictor``, never on the ONNX path.
+training statistics. scikit-learn serves ``best_model.pkl`` only when ``MODEL_RUNTIME=sklearn``
+asks for it (never as a silent fallback: unpickling runs code) and is imported only by
+``SklearnPredictor``, never on the ONNX path. Both models are loaded from the bytes read here (an
+ONNX graph that points at external data files is refused), then checked on edge-of-range loans
+before the service starts (``check_model_at_load``).
 """
 
 from __future__ import annotations
 
+import io
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
 import numpy as np
 
-from loan_service.artifacts import ArtifactBundle, ArtifactError, FeatureStats
+from loan_service.artifacts import STATS_FILE, ArtifactBundle, ArtifactError, FeatureStats
+from loan_service.onnx_graph import MalformedModel, external_data_tensors
 from loan_service.settings import ModelRuntime
 
 ONNX_INPUT_NAME: Final = "input"
@@ -51,9 +57,22 @@ class OnnxPredictor:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        model = read_artifact(onnx_path)
         try:
+            external = external_data_tensors(model)
+        except MalformedModel as exc:
+            raise ArtifactError(f"{onnx_path.name} could not be loaded by onnxruntime") from exc
+        if external:
+            raise ArtifactError(
+                f"{onnx_path.name} keeps tensors in external data files ({', '.join(external[:3])}"
+                f"{', ...' if len(external) > 3 else ''}), which the manifest does not hash: "
+                "export the model self-contained"
+            )
+        try:
+            # From the bytes just read (and checked above), not from the path: onnxruntime opens
+            # nothing else, and the file cannot change between the check and the load.
             self._session = ort.InferenceSession(
-                str(onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+                model, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
             raise ArtifactError(f"{onnx_path.name} could not be loaded by onnxruntime") from exc
@@ -97,7 +116,7 @@ class SklearnPredictor:
                 "(requirements/runtime-sklearn.txt)"
             ) from exc
         try:
-            self._model = joblib.load(pickle_path)
+            self._model = joblib.load(io.BytesIO(read_artifact(pickle_path)))
         except ModuleNotFoundError as exc:
             raise ArtifactError(
                 f"{pickle_path.name} needs {exc.name}, which is not installed"
@@ -114,15 +133,30 @@ class SklearnPredictor:
 
 
 def load_probability_model(bundle: ArtifactBundle, runtime: ModelRuntime) -> ProbabilityModel:
-    """The requested runtime; ONNX falls back to scikit-learn only when onnxruntime is absent."""
+    """The requested runtime, and only that one.
+
+    ``best_model.pkl`` is unpickled only when ``MODEL_RUNTIME=sklearn`` asks for it: unpickling
+    runs whatever code the file names, so it is never a silent fallback for a missing
+    onnxruntime. (The manifest's sha256 catches a corrupted file, not an attacker who can
+    rewrite the folder and its manifest: the trust boundary is the image digest.)
+    """
     if runtime == "onnx":
         try:
             import onnxruntime  # noqa: F401  (presence check; the session is built below)
-        except ModuleNotFoundError:
-            _log.warning("onnxruntime is not installed: serving best_model.pkl with scikit-learn")
-        else:
-            return OnnxPredictor(bundle.onnx_path)
+        except ModuleNotFoundError as exc:
+            raise ArtifactError(
+                f"{bundle.onnx_path.name} needs onnxruntime, which is not installed "
+                f"(MODEL_RUNTIME=sklearn serves {bundle.pickle_path.name} instead)"
+            ) from exc
+        return OnnxPredictor(bundle.onnx_path)
     return SklearnPredictor(bundle.pickle_path)
+
+
+def read_artifact(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{path.name} cannot be read ({exc.strerror or exc})") from exc
 
 
 # Log-odds are taken from BOTH probability columns: the model computes each with full relative
@@ -213,6 +247,10 @@ class DefaultRiskModel:
     def normalize(self, raw: np.ndarray) -> np.ndarray:
         return (raw - self._mean) * self._inverse_std
 
+    def class_probabilities(self, normalized: np.ndarray) -> np.ndarray:
+        """The underlying model's raw output for normalized rows (load-time checks)."""
+        return self._model.class_probabilities(normalized)
+
     def pairs(self, raw: np.ndarray) -> np.ndarray:
         """ONE model call without counterfactuals: (n, 2) (P(no default), P(default)), checked."""
         probabilities = self._model.class_probabilities(self.normalize(raw).astype(np.float32))
@@ -238,3 +276,62 @@ class DefaultRiskModel:
         """PD and per-feature impacts as arrays (analysis and tests)."""
         probability, _, impact = explain(self.blocks(raw))
         return ScoredRows(probability=probability, impact=impact)
+
+
+Bounds = Sequence[tuple[float | None, float | None]]
+
+
+def edge_of_range_rows(stats: FeatureStats, bounds: Bounds) -> np.ndarray:
+    """Loans at the edges of what serving accepts: every feature at its lowest, at its highest,
+    and each one alone at either end with the others at their training mean. A bound the API
+    leaves open falls back to the training split's min or max."""
+    low = np.array(
+        [stats.minimum[j] if lo is None else lo for j, (lo, _) in enumerate(bounds)], np.float64
+    )
+    high = np.array(
+        [stats.maximum[j] if hi is None else hi for j, (_, hi) in enumerate(bounds)], np.float64
+    )
+    rows = [stats.mean.copy(), low, high]
+    for column in range(len(bounds)):
+        for edge in (low, high):
+            row = stats.mean.copy()
+            row[column] = edge[column]
+            rows.append(row)
+    return np.array(rows, dtype=np.float64)
+
+
+def check_model_at_load(
+    model: DefaultRiskModel, rows: np.ndarray, features: Sequence[str], model_file: str
+) -> None:
+    """Refuse (``ArtifactError`` naming the file) statistics or a model that would fail on valid
+    loans: a ``stats.json`` whose mean/std overflow float32 at the edges (a re-sealed std of
+    1e-300, a mean of 1e308), a model whose output has the wrong shape or leaves [0, 1]."""
+    with np.errstate(all="ignore"):
+        normalized = model.normalize(rows).astype(np.float32)
+    bad = np.argwhere(~np.isfinite(normalized))
+    if bad.size:
+        feature = features[int(bad[0][1])]
+        raise ArtifactError(
+            f"{STATS_FILE}: the mean and std of {feature} normalize a valid loan to a "
+            "non-finite value"
+        )
+    try:
+        with np.errstate(all="ignore"):
+            output = np.asarray(model.class_probabilities(normalized), dtype=np.float64)
+    except Exception as exc:
+        raise ArtifactError(
+            f"{model_file} fails on edge-of-range loans ({type(exc).__name__})"
+        ) from exc
+    if output.shape != (rows.shape[0], 2):
+        raise ArtifactError(
+            f"{model_file} gives probabilities of shape {output.shape} for {rows.shape[0]} "
+            f"loans; ({rows.shape[0]}, 2) expected"
+        )
+    if not (
+        np.isfinite(output).all()
+        and output.min() >= 0.0
+        and output.max() <= 1.0 + _PROBABILITY_SLACK
+    ):
+        raise ArtifactError(
+            f"{model_file} gives probabilities outside [0, 1] on edge-of-range loans"
+        )

@@ -109,6 +109,92 @@ def corrupt_onnx_and_reseal(folder: Path) -> None:
     _edit_manifest(folder, edit)
 
 
+def _reseal(folder: Path, name: str) -> None:
+    """Record the file's current sha256 in the manifest, as if training had written it so."""
+    digest = sha256_of(folder / name)
+
+    def edit(manifest: dict[str, object]) -> None:
+        files = manifest["files"]
+        assert isinstance(files, dict)
+        files[name] = digest
+
+    _edit_manifest(folder, edit)
+
+
+def _reseal_stats(folder: Path, feature: str, key: str, value: float) -> None:
+    path = folder / "stats.json"
+    stats = json.loads(path.read_text())
+    stats[feature][key] = value
+    path.write_text(json.dumps(stats))
+    _reseal(folder, "stats.json")
+
+
+def stats_std_tiny_resealed(folder: Path) -> None:
+    _reseal_stats(folder, "loan_amt_outstanding", "std", 1e-300)
+
+
+def stats_mean_huge_resealed(folder: Path) -> None:
+    _reseal_stats(folder, "income", "mean", 1e308)
+
+
+def onnx_external_data_resealed(folder: Path) -> None:
+    """The same graph with its initializers moved to model.onnx.data, which no manifest lists."""
+    import onnx
+    from onnx import external_data_helper, numpy_helper
+
+    model = onnx.load(str(folder / "model.onnx"))
+    tensors = [
+        numpy_helper.from_array(numpy_helper.to_array(t), t.name) for t in model.graph.initializer
+    ]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(tensors)
+    external_data_helper.convert_model_to_external_data(
+        model, all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0
+    )
+    onnx.save_model(model, str(folder / "model.onnx"))
+    assert (folder / "model.onnx.data").is_file()
+    _reseal(folder, "model.onnx")
+
+
+def _replace_onnx(folder: Path, weights: list[list[float]]) -> None:
+    """A valid ONNX graph with the right names: probabilities = input @ weights."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    matrix = numpy_helper.from_array(np.asarray(weights, dtype=np.float32), "weights")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "weights"], ["probabilities"])],
+        "tampered",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 6])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, None)],
+        initializer=[matrix],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(folder / "model.onnx"))
+    _reseal(folder, "model.onnx")
+
+
+def onnx_output_out_of_range_resealed(folder: Path) -> None:
+    _replace_onnx(folder, [[100.0, -100.0]] * 6)
+
+
+def onnx_output_wrong_shape_resealed(folder: Path) -> None:
+    _replace_onnx(folder, [[0.0, 0.0, 0.0]] * 6)
+
+
+def stats_unreadable(folder: Path) -> None:
+    """A listed file that cannot be read. Root reads any mode, so as root the name points at
+    /proc/self/mem, which every process can open and none can read from offset 0 (EIO)."""
+    path = folder / "stats.json"
+    if os.geteuid() == 0:
+        path.unlink()
+        path.symlink_to("/proc/self/mem")
+    else:
+        path.chmod(0)
+
+
 # (fault, how to apply it, the file the refusal must name, words the refusal must contain)
 FAULTS: Final = [
     ("corrupted-onnx", corrupt_onnx, "model.onnx", "does not match its sha256"),
@@ -119,8 +205,27 @@ FAULTS: Final = [
     ("manifest-entry-dropped", drop_onnx_from_manifest, "model.onnx", "lists no sha256"),
     ("manifest-truncated", truncate_manifest, "manifest.json", "not readable JSON"),
     ("onnx-corrupted-and-resealed", corrupt_onnx_and_reseal, "model.onnx", "could not be loaded"),
+    ("stats-std-1e-300-resealed", stats_std_tiny_resealed, "stats.json", "non-finite"),
+    ("stats-mean-1e308-resealed", stats_mean_huge_resealed, "stats.json", "non-finite"),
+    ("onnx-external-data-resealed", onnx_external_data_resealed, "model.onnx", "external data"),
+    (
+        "onnx-out-of-range-resealed",
+        onnx_output_out_of_range_resealed,
+        "model.onnx",
+        "outside [0, 1]",
+    ),
+    ("onnx-wrong-shape-resealed", onnx_output_wrong_shape_resealed, "model.onnx", "of shape"),
+    ("stats-unreadable", stats_unreadable, "stats.json", "cannot be read"),
 ]
-ECS_FAULTS: Final = {"corrupted-onnx", "missing-stats", "onnx-corrupted-and-resealed"}
+ECS_FAULTS: Final = {
+    "corrupted-onnx",
+    "missing-stats",
+    "onnx-corrupted-and-resealed",
+    "stats-std-1e-300-resealed",
+    "onnx-external-data-resealed",
+    "onnx-out-of-range-resealed",
+    "stats-unreadable",
+}
 
 
 def _environment(folder: Path) -> dict[str, str]:
@@ -256,3 +361,50 @@ def test_the_ecs_entry_refuses_an_invalid_setting_with_one_line_naming_the_varia
         f"{ECS_REFUSAL_PREFIX}invalid setting: RECOVERY_RATE: "
         "Input should be less than or equal to 1"
     ]
+
+
+@pytest.mark.parametrize(
+    "fault", [onnx_output_out_of_range_resealed, stats_std_tiny_resealed], ids=["onnx", "stats"]
+)
+def test_a_model_that_fails_at_load_stops_two_workers_without_a_restart_loop(
+    bad_folder: Path, fault: Callable[[Path], None]
+) -> None:
+    """It used to pass the checksum, crash warm-up with a traceback (status 1), and uvicorn's
+    supervisor restarted the workers forever."""
+    fault(bad_folder)
+
+    result = start_like_ecs(bad_folder, workers=2)
+
+    assert result.returncode == EXIT_NOT_STARTED, result.stderr
+    assert "Traceback" not in result.stderr
+    refusals = [line for line in result.stderr.splitlines() if line.startswith(ECS_REFUSAL_PREFIX)]
+    assert 1 <= len(refusals) <= 2, result.stderr
+    assert "Application startup complete" not in result.stderr
+
+
+def test_without_onnxruntime_the_pickle_is_not_a_silent_fallback(trained_artifacts: Path) -> None:
+    """``best_model.pkl`` is unpickled only when MODEL_RUNTIME=sklearn asks for it: unpickling
+    runs code, so a missing onnxruntime is a refusal, not a quiet switch to the pickle."""
+    code = (
+        "import sys\n"
+        "sys.modules['onnxruntime'] = None  # as if not installed\n"
+        "try:\n"
+        "    import main\n"
+        "finally:\n"
+        "    print('joblib' in sys.modules, 'sklearn' in sys.modules, file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=_environment(trained_artifacts),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "False False" in result.stderr  # nothing that unpickles was even imported
+    refusal = refusal_of(result)
+    assert refusal.startswith(REFUSAL_PREFIX), refusal
+    assert "needs onnxruntime" in refusal
+    assert "MODEL_RUNTIME=sklearn" in refusal
