@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import IO, Final
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.telemetry import TelemetryConfig
 from pydantic.json_schema import models_json_schema
 from starlette.middleware import Middleware
@@ -30,6 +32,7 @@ from loan_service.middleware import (
     HeadAsGetMiddleware,
     JsonContentTypeMiddleware,
     RequestContextMiddleware,
+    SecurityHeadersMiddleware,
 )
 from loan_service.observability import Observability
 from loan_service.prediction_log import PredictionLog, build_prediction_log
@@ -48,6 +51,8 @@ from loan_service.shadow import ShadowScorer, challenger_folder
 SOURCE_ROOT: Final = Path(__file__).resolve().parent.parent  # lambda/ here, /var/task in the image
 API_TITLE: Final = "Loan default prediction"
 SHUTDOWN_FLUSH_SECONDS: Final = 5.0
+SWAGGER_UI_VERSION: Final = "5.17.14"
+SWAGGER_UI_CDN: Final = f"https://cdn.jsdelivr.net/npm/swagger-ui-dist@{SWAGGER_UI_VERSION}"
 # FastAPI's native OpenTelemetry hooks stay off: they would cost time on every request if any
 # library (MLflow) ever installed a global tracer provider.
 _NO_TELEMETRY: Final[TelemetryConfig] = {
@@ -179,6 +184,7 @@ def create_app(
     service = service or build_service(settings, source_root)
     manifest = service.bundle.manifest
     middleware = [
+        Middleware(SecurityHeadersMiddleware),
         Middleware(RequestContextMiddleware),
         Middleware(ExternalPathMiddleware, base_path=settings.api_base_path),
         Middleware(HeadAsGetMiddleware),
@@ -194,6 +200,7 @@ def create_app(
             f"{manifest.threshold}. Bodies are JSON, at most {MAX_BODY_BYTES // 1024} KiB."
         ),
         redoc_url=None,
+        docs_url=None,  # served below with Swagger UI pinned to an exact version
         lifespan=_server_lifespan(service),
         middleware=middleware,
         telemetry=_NO_TELEMETRY,
@@ -206,6 +213,7 @@ def create_app(
         app.include_router(router)
     install_error_handlers(app)
     _document_request_bodies(app, service.request_models)
+    _add_docs(app)
     return app
 
 
@@ -230,3 +238,17 @@ def _document_request_bodies(app: FastAPI, models: RequestModels) -> None:
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/docs``: FastAPI's Swagger UI page, its assets at one exact version, not ``@5``."""
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root_path = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root_path}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{SWAGGER_UI_CDN}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI_CDN}/swagger-ui.css",
+        )

@@ -12,7 +12,7 @@ import os
 import re
 import time
 from typing import Any, Final
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -73,6 +73,92 @@ def request_state(scope: Scope) -> dict[str, Any]:
 async def send_error(send: Send, status: int, message: str, request_id: str) -> None:
     await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
     await send({"type": "http.response.body", "body": error_body(status, message, request_id)})
+
+
+# The web page is all inline (no CDN: the function may have no internet route); its <meta> policy
+# cannot forbid framing, so the header carries the same policy plus frame-ancestors.
+PAGE_CSP: Final = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+# Swagger UI (/docs) at the exact version pinned in ``application.SWAGGER_UI_VERSION``.
+DOCS_CSP: Final = (
+    "default-src 'none'; script-src 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src https://cdn.jsdelivr.net; img-src data: https://fastapi.tiangolo.com; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+API_CSP: Final = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+DOCS_PATHS: Final = frozenset({"/docs", "/docs/oauth2-redirect"})
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path) and path[len(root_path) :][:1] in ("", "/"):
+        return path[len(root_path) :] or "/"
+    return path
+
+
+def security_headers(route_path: str) -> list[tuple[bytes, bytes]]:
+    """The headers every answer carries (unless the app set its own of the same name)."""
+    if route_path == "/":
+        policy = PAGE_CSP
+    elif route_path in DOCS_PATHS:
+        policy = DOCS_CSP
+    else:
+        policy = API_CSP
+    return [
+        (b"content-security-policy", policy.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-frame-options", b"DENY"),
+        # Answers carry applicant data (and errors about it): no shared or browser cache keeps
+        # them. The page sets its own ``no-cache``.
+        (b"cache-control", b"no-store"),
+    ]
+
+
+def _relative_location(location: bytes) -> bytes:
+    """``http://evil.example/predict/`` -> ``/predict/``: a redirect never names a host the
+    client sent (Starlette builds slash redirects from the Host header)."""
+    parts = urlsplit(location.decode("latin-1"))
+    if not parts.scheme and not parts.netloc:
+        return location
+    relative = urlunsplit(("", "", parts.path or "/", parts.query, parts.fragment))
+    if relative.startswith("//"):  # would read as a host again
+        relative = "/" + relative.lstrip("/")
+    return relative.encode("latin-1")
+
+
+class SecurityHeadersMiddleware:
+    """Outermost: CSP (``frame-ancestors 'none'``), ``nosniff``, ``Referrer-Policy``,
+    ``Cache-Control: no-store`` on every answer, and redirects that never reflect ``Host``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = security_headers(_route_path(scope))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {key.lower() for key, _ in headers}
+                headers.extend(header for header in extra if header[0] not in present)
+                if message["status"] in _REDIRECTS:
+                    headers = [
+                        (key, _relative_location(value) if key.lower() == b"location" else value)
+                        for key, value in headers
+                    ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class RequestContextMiddleware:

@@ -159,3 +159,43 @@ def test_an_unsafe_client_request_id_is_replaced_by_a_minted_one(
     assert len(minted) == 32
     assert int(minted, 16) >= 0
     assert response.json()["request_id"] == minted
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/"), ("GET", "/health"), ("GET", "/model"), ("GET", "/docs"), ("POST", "/predict")],
+)
+def test_every_answer_forbids_framing_sniffing_referrers_and_caching_of_applicant_data(
+    client: TestClient, method: str, path: str
+) -> None:
+    response = client.request(method, path, json=TYPICAL_LOAN if method == "POST" else None)
+    assert response.status_code == 200
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    expected_cache = "no-cache" if path == "/" else "no-store"
+    assert response.headers["cache-control"] == expected_cache
+
+
+@pytest.mark.parametrize("body", [TYPICAL_LOAN, {"income": True}, {"loans": []}])
+def test_prediction_answers_and_their_errors_are_never_stored(
+    client: TestClient, body: dict[str, Any]
+) -> None:
+    path = "/predict/batch" if "loans" in body else "/predict"
+    response = client.post(path, json=body)
+    assert response.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_docs_load_swagger_ui_at_one_exact_version(client: TestClient) -> None:
+    page = client.get("/docs").text
+    assert "swagger-ui-dist@5/" not in page
+    assert "swagger-ui-dist@5.17.14/swagger-ui-bundle.js" in page
+    assert "/openapi.json" in page
+
+
+def test_a_slash_redirect_never_reflects_the_host_header(client: TestClient) -> None:
+    response = client.get("/health/", headers={"host": "evil.example"}, follow_redirects=False)
+    assert response.status_code in (307, 308)
+    assert response.headers["location"] == "/health"
+    assert "evil.example" not in response.text
