@@ -37,23 +37,36 @@ Nothing here imports more than ``python -m uvicorn`` does; the model is loaded o
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import uvicorn
 from uvicorn.config import LOG_LEVELS, STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from loan_service import limit_blas_threads
+from loan_service.server_limits import (
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    ENV_MAX_HEADER_BYTES,
+    ENV_REQUEST_TIMEOUT,
+)
 from loan_service.settings import (
+    DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
+    DEFAULT_LIMIT_CONCURRENCY,
     DEFAULT_SERVER_HOST,
     DEFAULT_SERVER_LOG_LEVEL,
     DEFAULT_SERVER_PORT,
     DEFAULT_SERVER_WORKERS,
+    ENV_GRACEFUL_SHUTDOWN_TIMEOUT,
+    ENV_KEEP_ALIVE_TIMEOUT,
+    ENV_LIMIT_CONCURRENCY,
     ENV_SERVER_HOST,
     ENV_SERVER_LOG_LEVEL,
     ENV_SERVER_PORT,
@@ -131,6 +144,23 @@ def _workers(value: str) -> int:
     return workers
 
 
+def _positive_int(value: str) -> int:
+    number = _whole_number(value)
+    if number is None or number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number >= 1")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds > 0")
+    return number
+
+
 def _log_level(value: str) -> str:
     level = value.strip().lower()
     if level not in LOG_LEVELS:
@@ -181,6 +211,41 @@ def parse_options(
         "the service's own logger follows LOG_LEVEL",
     )
     parser.add_argument(
+        "--max-header-bytes",
+        type=_positive_int,
+        default=environ.get(ENV_MAX_HEADER_BYTES, str(DEFAULT_MAX_HEADER_BYTES)),
+        help=f"largest request head, else 431 (${ENV_MAX_HEADER_BYTES}, "
+        f"default {DEFAULT_MAX_HEADER_BYTES})",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_positive_float,
+        default=environ.get(ENV_REQUEST_TIMEOUT, str(DEFAULT_REQUEST_TIMEOUT_SECONDS)),
+        help=f"seconds to receive a whole request, else 408 (${ENV_REQUEST_TIMEOUT}, "
+        f"default {DEFAULT_REQUEST_TIMEOUT_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--limit-concurrency",
+        type=_positive_int,
+        default=environ.get(ENV_LIMIT_CONCURRENCY, str(DEFAULT_LIMIT_CONCURRENCY)),
+        help=f"connections per worker before 503 (${ENV_LIMIT_CONCURRENCY}, "
+        f"default {DEFAULT_LIMIT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--keep-alive-timeout",
+        type=_positive_int,
+        default=environ.get(ENV_KEEP_ALIVE_TIMEOUT, str(DEFAULT_KEEP_ALIVE_TIMEOUT)),
+        help=f"seconds an idle connection stays open (${ENV_KEEP_ALIVE_TIMEOUT}, "
+        f"default {DEFAULT_KEEP_ALIVE_TIMEOUT})",
+    )
+    parser.add_argument(
+        "--graceful-shutdown-timeout",
+        type=_positive_int,
+        default=environ.get(ENV_GRACEFUL_SHUTDOWN_TIMEOUT, str(DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT)),
+        help=f"seconds in-flight requests get after SIGTERM (${ENV_GRACEFUL_SHUTDOWN_TIMEOUT}, "
+        f"default {DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT})",
+    )
+    parser.add_argument(
         "--no-access-log",
         dest="access_log",
         action="store_false",
@@ -190,8 +255,27 @@ def parse_options(
 
 
 def server_config(options: argparse.Namespace) -> uvicorn.Config:
-    """uvicorn's defaults, except: the app through ``load_app``, and no WebSocket support to load
-    (the API has no WebSocket route)."""
+    """uvicorn's defaults, except: the app through ``load_app``, no WebSocket support to load
+    (the API has no WebSocket route), and the limits below (docs/operations.md).
+
+    * httptools: ``server_limits.BoundedHttpToolsProtocol`` (request-head size, request timeout);
+      h11 where httptools is absent (head size through h11's own incomplete-event limit).
+    * ``limit_concurrency``: connections + tasks per worker past which uvicorn answers 503.
+    * ``timeout_keep_alive``: an idle keep-alive connection is closed after this many seconds;
+      longer than the ALB's 60 s idle timeout, so the balancer never reuses a connection the
+      server is closing (a 502).
+    * ``timeout_graceful_shutdown``: after SIGTERM, requests still running (a half-sent body)
+      are cancelled after this many seconds - well inside ECS's 30 s stop timeout.
+    """
+    os.environ[ENV_MAX_HEADER_BYTES] = str(options.max_header_bytes)
+    os.environ[ENV_REQUEST_TIMEOUT] = str(options.request_timeout)
+    http: Any = "h11"
+    if importlib.util.find_spec("httptools") is not None:
+        from loan_service.server_limits import BoundedHttpToolsProtocol
+
+        BoundedHttpToolsProtocol.max_header_bytes = options.max_header_bytes
+        BoundedHttpToolsProtocol.request_timeout = options.request_timeout
+        http = BoundedHttpToolsProtocol
     return uvicorn.Config(
         APP_FACTORY,
         factory=True,
@@ -201,6 +285,11 @@ def server_config(options: argparse.Namespace) -> uvicorn.Config:
         log_level=options.log_level,
         access_log=options.access_log,
         ws="none",
+        http=http,
+        h11_max_incomplete_event_size=options.max_header_bytes,
+        limit_concurrency=options.limit_concurrency,
+        timeout_keep_alive=options.keep_alive_timeout,
+        timeout_graceful_shutdown=options.graceful_shutdown_timeout,
     )
 
 

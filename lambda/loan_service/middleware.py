@@ -30,6 +30,7 @@ _REQUEST_ID_BYTES: Final = REQUEST_ID_HEADER.encode()
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._~:@/+=-]{1,128}$")
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 _JSON_HEADERS: Final = [(b"content-type", JSON_CONTENT_TYPE.encode())]
+_CONNECTION_CLOSE: Final = (b"connection", b"close")
 
 _log = logging.getLogger(__name__)
 
@@ -70,8 +71,13 @@ def request_state(scope: Scope) -> dict[str, Any]:
     return state
 
 
-async def send_error(send: Send, status: int, message: str, request_id: str) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
+async def send_error(
+    send: Send, status: int, message: str, request_id: str, *, close: bool = False
+) -> None:
+    """The JSON error; ``close`` asks the HTTP server to close the connection after it (so the
+    rest of an over-limit body is never read)."""
+    headers = [*_JSON_HEADERS, _CONNECTION_CLOSE] if close else _JSON_HEADERS
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": error_body(status, message, request_id)})
 
 
@@ -316,6 +322,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = str(request_state(scope).get("request_id", ""))
+        on_server = "aws.event" not in scope  # Lambda has no connection to close
         declared = _header(scope, b"content-length")
         if declared is not None:
             try:
@@ -323,7 +330,7 @@ class BodyLimitMiddleware:
             except ValueError:
                 declared_bytes = self.max_bytes + 1  # unreadable: count the body as it comes
             if declared_bytes > self.max_bytes and declared.isdigit():
-                await send_error(send, 413, TOO_LARGE_MESSAGE, request_id)
+                await send_error(send, 413, TOO_LARGE_MESSAGE, request_id, close=on_server)
                 return
             if declared_bytes <= self.max_bytes and "aws.event" not in scope:
                 # An HTTP server delivers exactly Content-Length bytes: nothing left to count.
@@ -343,7 +350,7 @@ class BodyLimitMiddleware:
                     # Answer now and tell the app the client is gone; whatever it sends next is
                     # swallowed below (FastAPI turns body-read errors into a 400 of its own).
                     answered = True
-                    await send_error(send, 413, TOO_LARGE_MESSAGE, request_id)
+                    await send_error(send, 413, TOO_LARGE_MESSAGE, request_id, close=on_server)
                     return {"type": "http.disconnect"}
             return message
 

@@ -40,6 +40,14 @@ DEFAULT_SERVER_HOST: Final = "127.0.0.1"
 DEFAULT_SERVER_PORT: Final = 8000
 DEFAULT_SERVER_WORKERS: Final = 1
 DEFAULT_SERVER_LOG_LEVEL: Final = "info"
+# The server's own limits (docs/operations.md); the request-head size and request timeout live in
+# loan_service/server_limits.py, which reads them in every worker process.
+ENV_LIMIT_CONCURRENCY: Final = "SERVER_LIMIT_CONCURRENCY"
+ENV_KEEP_ALIVE_TIMEOUT: Final = "SERVER_KEEP_ALIVE_TIMEOUT"
+ENV_GRACEFUL_SHUTDOWN_TIMEOUT: Final = "SERVER_GRACEFUL_SHUTDOWN_TIMEOUT"
+DEFAULT_LIMIT_CONCURRENCY: Final = 1000
+DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 65
+DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT: Final = 20
 
 ARTIFACT_DIR_NAME: Final = "artifacts"
 

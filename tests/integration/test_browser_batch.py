@@ -289,3 +289,43 @@ def test_browser_server_side_batch_422_names_the_row_and_413_says_too_much_data(
     expect(page.locator("#batch-banner")).to_contain_text(
         f"Reference: {response.json()['request_id']}"
     )
+
+
+FORMULA_LOOKALIKES = [
+    " =HYPERLINK(1)",  # a space before =
+    "\t+1",  # a tab before +
+    "\n-1+2",  # a line break before -
+    "\r\n@SUM(A1)",  # CR LF before @
+    "\uff1dHYPERLINK(1)",  # full-width =
+    "\uff0b1",  # full-width +
+    "\uff0d1",  # full-width -
+    "\uff20SUM(A1)",  # full-width @
+    "\u3000=1",  # an ideographic space before =
+]
+
+
+def test_browser_download_neutralises_formulas_behind_whitespace_and_full_width_signs(
+    page: Page, live_app: str, tmp_path: Path
+) -> None:
+    # GIVEN customer ids that a spreadsheet would still run as formulas
+    loans = sample_loans(len(FORMULA_LOOKALIKES))
+    header = ["customer_id", *FEATURES]
+    rows = [
+        ['"' + identifier + '"', *[loan[name] for name in FEATURES]]
+        for identifier, loan in zip(FORMULA_LOOKALIKES, loans, strict=True)
+    ]
+    open_page(page, live_app)
+    choose_csv(page, csv_text(header, rows))
+    score_file(page)
+
+    # WHEN the results are downloaded
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download results (CSV)").click()
+    saved = tmp_path / "results.csv"
+    download_info.value.save_as(saved)
+
+    # THEN each id is kept, behind the apostrophe that makes a spreadsheet show it as text
+    records = list(csv.DictReader(io.StringIO(saved.read_bytes().decode("utf-8"), newline="")))
+    assert [record["customer_id"] for record in records] == [
+        "'" + identifier for identifier in FORMULA_LOOKALIKES
+    ]
