@@ -89,6 +89,7 @@ RESULT_MARKER = "@@emulated-image@@ "
 FUNCTION_NAME = "loan-default-emulated"
 FUNCTION_ARN = f"arn:aws:lambda:eu-west-1:111122223333:function:{FUNCTION_NAME}"
 RUNTIME_API_PREFIX = "/2018-06-01/runtime"
+EXTENSIONS_API_PREFIX = "/2020-01-01/extension"
 
 
 class EmulationError(RuntimeError):
@@ -1081,9 +1082,16 @@ class RuntimeApiEmulator:
     ``GET  /2018-06-01/runtime/invocation/next`` long-polls for the next event;
     ``POST /2018-06-01/runtime/invocation/{id}/response`` and ``.../{id}/error`` answer it;
     ``POST /2018-06-01/runtime/init/error`` reports a failure before the first invocation.
+
+    And the Extensions API's two calls an internal extension makes: ``POST
+    /2020-01-01/extension/register`` (names recorded in ``extensions``) and ``GET
+    /2020-01-01/extension/event/next``, which for an extension of no events blocks until the
+    emulator stops (a sandbox that lives until it is reclaimed).
     """
 
     def __init__(self) -> None:
+        self.extensions: list[str] = []
+        self._extension_stop = threading.Event()
         self._events: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._outcomes: dict[str, queue.Queue[InvocationOutcome]] = {}
         self.init_errors: list[InvocationOutcome] = []
@@ -1103,6 +1111,7 @@ class RuntimeApiEmulator:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._extension_stop.set()
         for _ in range(8):
             self._events.put(None)  # releases any long-polling /next
         self._server.shutdown()
@@ -1150,6 +1159,10 @@ class RuntimeApiEmulator:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
+                if self.path == f"{EXTENSIONS_API_PREFIX}/event/next":
+                    emulator._extension_stop.wait()
+                    self._reply(200, b'{"eventType":"SHUTDOWN"}', {"Connection": "close"})
+                    return
                 if self.path != f"{RUNTIME_API_PREFIX}/invocation/next":
                     emulator.unexpected_requests.append(f"GET {self.path}")
                     self._reply(404, b'{"errorType":"NotFound"}')
@@ -1180,6 +1193,11 @@ class RuntimeApiEmulator:
                 except json.JSONDecodeError:
                     body = raw.decode("utf-8", "replace")
                 error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
+                if self.path == f"{EXTENSIONS_API_PREFIX}/register":
+                    emulator.extensions.append(self.headers.get("Lambda-Extension-Name", ""))
+                    identifier = str(uuid.uuid4())
+                    self._reply(200, b"{}", {"Lambda-Extension-Identifier": identifier})
+                    return
                 if self.path == f"{RUNTIME_API_PREFIX}/init/error":
                     emulator.init_errors.append(
                         InvocationOutcome("init_error", body, error_type, received)

@@ -36,6 +36,7 @@ from fastapi import FastAPI
 from mangum import Mangum
 
 from loan_service.errors import JSON_CONTENT_TYPE, REQUEST_ID_HEADER, error_body
+from loan_service.lambda_shutdown import install_shutdown_drain
 from loan_service.middleware import mint_request_id, valid_request_id
 from loan_service.service import PredictionService
 
@@ -160,6 +161,8 @@ def malformed_response(event: dict[str, Any], problem: str) -> dict[str, Any]:
 def build_lambda_handler(app: FastAPI, service: PredictionService) -> LambdaHandler:
     asgi_adapter = Mangum(app, lifespan="off")
     observability = service.observability
+    if observability.settings.on_lambda:
+        install_shutdown_drain(service.prediction_log)  # only where the Runtime API is
     keep_warm_answer: Final = {"status": "warm", "model_version": service.model_version}
 
     @observability.logger.inject_lambda_context

@@ -9,6 +9,7 @@ long poll, the response and error endpoints, and the init error endpoint.
 from __future__ import annotations
 
 import dataclasses
+import signal
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,19 @@ def test_an_exception_in_the_function_is_reported_on_the_error_endpoint(
     assert outcome.body["errorType"] == "ValueError"
     assert outcome.body["errorMessage"] == "broken on purpose"
     assert alive, "a function error does not end the runtime process"
+
+
+def test_sigterm_at_reclaim_drains_the_prediction_log_and_exits_0(image: EmulatedImage) -> None:
+    """The service registers an internal extension at init, so Lambda sends the runtime SIGTERM
+    before it reclaims the sandbox; the handler drains the prediction log and exits 0."""
+    with RuntimeApiEmulator() as api, runtime_interface_client(image, api) as client:
+        outcome = api.invoke(load_event("apigw-http-v2-predict.json"))
+        assert outcome.kind == "response", client.output()
+        assert api.extensions == ["loan-default-prediction-log"]
+        client.process.send_signal(signal.SIGTERM)
+        status = client.process.wait(timeout=10)
+        output = client.output()
+
+    assert status == 0, output
+    assert "prediction log drained" in output, output
+    assert api.unexpected_requests == []
