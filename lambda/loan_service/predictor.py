@@ -322,15 +322,20 @@ def check_model_at_load(
         raise ArtifactError(
             f"{model_file} fails on edge-of-range loans ({type(exc).__name__})"
         ) from exc
-    if output.shape != (rows.shape[0], 2):
+    expected = (rows.shape[0], 3)  # P(no default), P(default), log-odds (``class_probabilities``)
+    if output.shape != expected:
         raise ArtifactError(
-            f"{model_file} gives probabilities of shape {output.shape} for {rows.shape[0]} "
-            f"loans; ({rows.shape[0]}, 2) expected"
+            f"{model_file} gives probabilities of shape {(*output.shape[:1], output.shape[1] - 1)}"
+            f" for {rows.shape[0]} loans; ({rows.shape[0]}, 2) expected"
+            if output.ndim == 2
+            else f"{model_file} gives probabilities of shape {output.shape}; (n, 2) expected"
         )
+    probabilities = output[:, :2]
     if not (
-        np.isfinite(output).all()
-        and output.min() >= 0.0
-        and output.max() <= 1.0 + _PROBABILITY_SLACK
+        np.isfinite(probabilities).all()
+        and probabilities.min() >= 0.0
+        and probabilities.max() <= 1.0 + _PROBABILITY_SLACK
+        and not np.isnan(output[:, 2]).any()
     ):
         raise ArtifactError(
             f"{model_file} gives probabilities outside [0, 1] on edge-of-range loans"
