@@ -143,7 +143,11 @@ def test_the_answer_is_a_probability_and_everything_in_it_agrees(
     assert answer["prediction"] == (1 if probability >= threshold else 0)
     assert (answer["risk_band"] == "high") == (answer["prediction"] == 1)
     assert 0.0 <= answer["expected_loss"] <= loan["loan_amt_outstanding"] + 0.005
-    assert len(answer["reasons"]) <= 3
+    assert len(answer["reasons"]) <= 4
+    if answer["prediction"] == 0:
+        assert answer["reasons"] == []  # no adverse action for an approved applicant
+    else:
+        assert answer["reasons"], "every decline has its principal reasons"
     impacts = [reason["impact"] for reason in answer["reasons"]]
     assert impacts == sorted(impacts, reverse=True)
     assert all(impact > 0 for impact in impacts)
