@@ -534,17 +534,22 @@ def test_mlflow_models_serve_answers_raw_dataframe_records_like_the_api(
 
 
 def test_spark_udf_scores_a_spark_dataframe_of_raw_columns_like_the_api(
-    story: Story, champion_folder: Path, loans: Path, api_answers: pd.DataFrame
+    story: Story,
+    champion_folder: Path,
+    loans: Path,
+    api_answers: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import mlflow.pyfunc
     from pyspark.sql import SparkSession
     from pyspark.sql.functions import col, struct
 
+    # PySpark starts its Python workers with PYSPARK_PYTHON (default: python3, without pandas)
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
     spark = (
         SparkSession.builder.master("local[2]")
         .appName("loan-default-registry-test")
         .config("spark.ui.enabled", "false")
-        .config("spark.pyspark.python", sys.executable)  # workers need this venv's pandas
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.sql.shuffle.partitions", "2")
         .getOrCreate()
