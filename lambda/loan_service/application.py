@@ -53,6 +53,16 @@ API_TITLE: Final = "Loan default prediction"
 SHUTDOWN_FLUSH_SECONDS: Final = 5.0
 SWAGGER_UI_VERSION: Final = "5.17.14"
 SWAGGER_UI_CDN: Final = f"https://cdn.jsdelivr.net/npm/swagger-ui-dist@{SWAGGER_UI_VERSION}"
+# Subresource Integrity of the two assets: the sha384 of the files in the npm package
+# swagger-ui-dist at that version, which jsDelivr serves byte for byte. The browser runs no other
+# bytes, so a compromised CDN cannot put script into the origin that holds the API key. A test
+# recomputes both from the package (package.json pins it; `npm ci` installs it).
+SWAGGER_UI_INTEGRITY: Final[dict[str, str]] = {
+    "swagger-ui-bundle.js": (
+        "sha384-wmyclcVGX/WhUkdkATwhaK1X1JtiNrr2EoYJ+diV3vj4v6OC5yCeSu+yW13SYJep"
+    ),
+    "swagger-ui.css": "sha384-wxLW6kwyHktdDGr6Pv1zgm/VGJh99lfUbzSn6HNHBENZlCN7W602k9VkGdxuFvPn",
+}
 # FastAPI's native OpenTelemetry hooks stay off: they would cost time on every request if any
 # library (MLflow) ever installed a global tracer provider.
 _NO_TELEMETRY: Final[TelemetryConfig] = {
@@ -240,15 +250,27 @@ def _document_request_bodies(app: FastAPI, models: RequestModels) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _with_integrity(page: str) -> str:
+    """Swagger UI's page with ``integrity`` and ``crossorigin`` on its two CDN assets."""
+    for name, digest in SWAGGER_UI_INTEGRITY.items():
+        url = f"{SWAGGER_UI_CDN}/{name}"
+        tag = f'src="{url}"' if name.endswith(".js") else f'href="{url}"'
+        if tag not in page:
+            raise RuntimeError(f"Swagger UI's page no longer loads {name} as expected")
+        page = page.replace(tag, f'{tag} integrity="{digest}" crossorigin="anonymous"')
+    return page
+
+
 def _add_docs(app: FastAPI) -> None:
     """``/docs``: FastAPI's Swagger UI page, its assets at one exact version, not ``@5``."""
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root_path = request.scope.get("root_path", "").rstrip("/")
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=f"{root_path}{app.openapi_url}",
             title=f"{app.title} - Swagger UI",
             swagger_js_url=f"{SWAGGER_UI_CDN}/swagger-ui-bundle.js",
             swagger_css_url=f"{SWAGGER_UI_CDN}/swagger-ui.css",
         )
+        return HTMLResponse(_with_integrity(bytes(page.body).decode()))

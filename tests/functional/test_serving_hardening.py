@@ -6,6 +6,8 @@ events), unbounded 422s, integers over Python's 4300-digit limit, texts showing 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
+from loan_service.application import SWAGGER_UI_CDN, SWAGGER_UI_INTEGRITY, SWAGGER_UI_VERSION
 from loan_service.errors import MAX_ECHOED_CHARS, MAX_ERROR_DETAILS
 from loan_service.service import PredictionService
 from tests.serving_fixtures import RISKY_LOAN, TYPICAL_LOAN, build_test_app
@@ -191,6 +194,29 @@ def test_docs_load_swagger_ui_at_one_exact_version(client: TestClient) -> None:
     assert "swagger-ui-dist@5/" not in page
     assert "swagger-ui-dist@5.17.14/swagger-ui-bundle.js" in page
     assert "/openapi.json" in page
+
+
+def test_docs_assets_carry_subresource_integrity(client: TestClient) -> None:
+    page = client.get("/docs").text
+    for name, digest in SWAGGER_UI_INTEGRITY.items():
+        attribute = "src" if name.endswith(".js") else "href"
+        assert (
+            f'{attribute}="{SWAGGER_UI_CDN}/{name}" integrity="{digest}" crossorigin="anonymous"'
+        ) in page
+
+
+SWAGGER_UI_PACKAGE = Path(__file__).resolve().parents[2] / "node_modules" / "swagger-ui-dist"
+
+
+@pytest.mark.skipif(
+    not SWAGGER_UI_PACKAGE.is_dir(), reason="node_modules/swagger-ui-dist missing: run npm ci"
+)
+def test_the_integrity_hashes_are_those_of_the_pinned_package() -> None:
+    package = json.loads((SWAGGER_UI_PACKAGE / "package.json").read_text())
+    assert package["version"] == SWAGGER_UI_VERSION
+    for name, digest in SWAGGER_UI_INTEGRITY.items():
+        sha384 = hashlib.sha384((SWAGGER_UI_PACKAGE / name).read_bytes()).digest()
+        assert digest == "sha384-" + base64.b64encode(sha384).decode()
 
 
 def test_a_slash_redirect_never_reflects_the_host_header(client: TestClient) -> None:
