@@ -201,7 +201,7 @@ FAULTS: Final = [
     ("corrupted-pickle", corrupt_pickle, "best_model.pkl", "does not match its sha256"),
     ("missing-stats", delete_stats, "stats.json", "missing"),
     ("manifest-checksum-edited", edit_pickle_checksum, "best_model.pkl", "does not match"),
-    ("manifest-features-edited", edit_feature_order, "manifest.json", "do not match the API"),
+    ("manifest-features-edited", edit_feature_order, "manifest.json", "do not match its schema"),
     ("manifest-entry-dropped", drop_onnx_from_manifest, "model.onnx", "lists no sha256"),
     ("manifest-truncated", truncate_manifest, "manifest.json", "not readable JSON"),
     ("onnx-corrupted-and-resealed", corrupt_onnx_and_reseal, "model.onnx", "could not be loaded"),
