@@ -85,13 +85,17 @@ def restore_process_state() -> Iterator[None]:
 
 
 def predict_event(loan: dict[str, Any], request_id: str) -> dict[str, Any]:
-    return shape_event(
+    """An HTTP API event whose gateway request id is ``request_id``: on Lambda the service takes
+    its request id from API Gateway (each request its own), not from a client header."""
+    event = shape_event(
         load_project_event("apigw-http-v2-prod-stage.json"),
         "POST",
         "/prod/predict",
         body=loan,
-        headers={"content-type": "application/json", "x-request-id": request_id},
+        headers={"content-type": "application/json"},
     )
+    event["requestContext"]["requestId"] = request_id
+    return event
 
 
 def experiment_id_of(tracking_uri: str, experiment_name: str) -> str:

@@ -16,6 +16,7 @@ from loan_service.http_server import (
     server_config,
     settings_problems,
 )
+from loan_service.server_limits import BoundedHttpToolsProtocol
 from loan_service.settings import (
     ENV_SERVER_HOST,
     ENV_SERVER_LOG_LEVEL,
@@ -93,8 +94,9 @@ def test_uvicorn_loads_the_app_through_the_refusing_factory_and_no_websocket_sta
     module, _, attribute = APP_FACTORY.partition(":")
     assert (module, attribute) == (load_app.__module__, load_app.__name__)
     assert config.ws == "none"
-    # uvicorn's "auto" picks httptools and uvloop where they are installed (the image has both).
-    assert (config.http, config.loop) == ("auto", "auto")
+    # httptools (in every set that serves) behind the bounded protocol; uvicorn's "auto" loop
+    # picks uvloop where it is installed (the image has it).
+    assert (config.http, config.loop) == (BoundedHttpToolsProtocol, "auto")
 
 
 def test_each_invalid_setting_is_named_by_its_environment_variable_with_the_reason() -> None:
