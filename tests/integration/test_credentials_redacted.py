@@ -96,8 +96,12 @@ def test_serving_with_an_unreachable_server_leaks_the_secret_nowhere(
     trained_artifacts: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     stream = io.StringIO()
+    # Powertools keeps one handler per service name: a name of its own gets this stream.
     app, service = build_test_app(
-        trained_artifacts, log_stream=stream, mlflow_tracking_uri=secret_uri(closed_port())
+        trained_artifacts,
+        log_stream=stream,
+        mlflow_tracking_uri=secret_uri(closed_port()),
+        service_name="loan-default-redaction",
     )
     answers = []
     with TestClient(app) as client:
