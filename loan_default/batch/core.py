@@ -20,7 +20,6 @@ import pyarrow as pa
 from loan_default.batch import rules as checks
 from loan_service.artifacts import load_artifacts
 from loan_service.predictor import DefaultRiskModel, load_probability_model
-from loan_service.schemas import build_request_models, example_loan
 from loan_service.scoring import RISK_BANDS, LoanScorer, ScoredBlock
 from loan_service.settings import ModelRuntime
 
@@ -97,10 +96,7 @@ class BatchScorer:
         self.answer_fields = answer_fields(graded=bundle.master_scale is not None)
         self.answer_columns = tuple(f.name for f in self.answer_fields)
         self.model_version = bundle.manifest.model_version
-        application = build_request_models(
-            book, example_loan(book, bundle.stats.median.tolist())
-        ).application
-        self.rules = checks.rules_of(application, self.scorer.features)
+        self.rules = checks.rules_of(book)  # the manifest's schema, as the API's request models
         self._bands = pa.array(RISK_BANDS, pa.string())
 
     def check_schema(self, schema: pa.Schema) -> pa.Schema:

