@@ -767,6 +767,11 @@ def render(results: Results, config: BenchConfig) -> str:
             f"| `main.handler` | {handler['p50_us']:.0f} us | {handler['p99_us']:.0f} us |",
             f"| bare Mangum | {handler['bare_mangum_p50_us']:.0f} us | "
             f"{handler['bare_mangum_p99_us']:.0f} us |",
+            f"| `main.handler` without reference bins | {handler['without_bins_p50_us']:.0f} us | "
+            f"{handler['without_bins_p99_us']:.0f} us |",
+            "",
+            f"Reference bins (counting one loan and taking the counts for its EMF document, timed "
+            f"alone): p50 {handler['bins_p50_us']:.1f} us, budget 10 us.",
         ]
 
     if results.cold_start:

@@ -2,7 +2,9 @@
 
 1. In-process ``handler(event, context)`` for one prediction (API Gateway HTTP API event through
    Mangum, Powertools and FastAPI): p50 and p99. Also the bare Mangum adapter, to show what the
-   Powertools decorators (context injection, one EMF document per invocation) cost.
+   Powertools decorators (context injection, one EMF document per invocation) cost, and the
+   handler without the per-prediction reference bins, beside the bins' own cost (counting one
+   loan and taking the counts for its EMF document, timed alone; budget 10 us).
 2. A fresh process until ``main`` is imported and the model loaded (artifacts verified, ONNX
    session created, warm-up prediction done): median of several runs.
 3. uvicorn (httptools + uvloop), 2 workers, under ``wrk`` with 8 keep-alive connections posting
@@ -45,6 +47,7 @@ SAMPLE_LOAN = {
 BUDGET = {
     "handler_p50_us": 250.0,
     "handler_p99_us": 1000.0,
+    "bins_us": 10.0,
     "cold_start_s": 0.5,
     "http_rps": 10_000.0,
     "http_p99_ms": 5.0,
@@ -63,6 +66,9 @@ class HandlerLatency:
     p99_us: float
     bare_mangum_p50_us: float
     bare_mangum_p99_us: float
+    without_bins_p50_us: float
+    without_bins_p99_us: float
+    bins_p50_us: float  # record one loan + take the counts, timed alone
 
 
 @dataclass
@@ -156,9 +162,14 @@ def measure_handler_latency(artifacts: Path, samples: int = 20_000) -> HandlerLa
     bare = Mangum(main.app, lifespan="off")
     event = _http_api_event("/predict", SAMPLE_LOAN)
     context: Any = _FakeContext()  # duck-typed like the runtime's context object
+    observability = main.service.observability
+    bins = observability.reference_bins
+    if bins is None:
+        raise BenchmarkError("the artifact folder has no reference.json: retrain it")
     results = {}
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        for name, call in (("handler", main.handler), ("bare", bare)):
+        for name, call in (("handler", main.handler), ("bare", bare), ("no-bins", main.handler)):
+            observability.reference_bins = None if name == "no-bins" else bins
             for _ in range(1000):
                 call(event, context)
             timings = []
@@ -169,13 +180,35 @@ def measure_handler_latency(artifacts: Path, samples: int = 20_000) -> HandlerLa
             if response["statusCode"] != 200:
                 raise BenchmarkError(f"/predict answered {response['statusCode']}")
             results[name] = _percentiles_us(timings)
+        observability.reference_bins = bins
+    results["bins"] = _bins_cost_us(
+        bins, [SAMPLE_LOAN[name] for name in main.service.bundle.manifest.features], samples
+    )
     return HandlerLatency(
         samples=samples,
         p50_us=results["handler"][0],
         p99_us=results["handler"][1],
         bare_mangum_p50_us=results["bare"][0],
         bare_mangum_p99_us=results["bare"][1],
+        without_bins_p50_us=results["no-bins"][0],
+        without_bins_p99_us=results["no-bins"][1],
+        bins_p50_us=results["bins"][0],
     )
+
+
+def _bins_cost_us(bins: Any, loan: list[float], samples: int) -> tuple[float, float]:
+    """One loan counted and the counts taken, as one Lambda invocation does: p50 / p99."""
+    import numpy as np
+
+    raw = np.asarray([loan], dtype=np.float64)
+    answers = [{"probability": 0.123456}]
+    timings = []
+    for _ in range(samples):
+        started = time.perf_counter_ns()
+        bins.record(raw, answers)
+        bins.take()
+        timings.append(time.perf_counter_ns() - started)
+    return _percentiles_us(timings)
 
 
 def measure_cold_start(artifacts: Path, runs: int = 7) -> ColdStart:
@@ -324,6 +357,18 @@ def report_rows(
             _verdict(handler.p99_us <= BUDGET["handler_p99_us"]),
         ),
         ("  same, bare Mangum: p50 / p99", bare, "", ""),
+        (
+            "  same, without reference bins: p50 / p99",
+            f"{handler.without_bins_p50_us:.0f} / {handler.without_bins_p99_us:.0f} us",
+            "",
+            "",
+        ),
+        (
+            "  reference bins of one loan (p50)",
+            f"{handler.bins_p50_us:.1f} us",
+            "<= 10 us",
+            _verdict(handler.bins_p50_us <= BUDGET["bins_us"]),
+        ),
         (
             "fresh process to main loaded (median)",
             f"{cold.median_s:.3f} s",

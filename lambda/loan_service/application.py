@@ -42,6 +42,7 @@ from loan_service.predictor import (
     edge_of_range_rows,
     load_probability_model,
 )
+from loan_service.reference_bins import ReferenceBinCounter
 from loan_service.schemas import RequestModels
 from loan_service.scoring import LoanAssessor
 from loan_service.service import PredictionService
@@ -107,7 +108,11 @@ def build_service(
         else build_prediction_log(settings, features=features)
     )
     observability = Observability(
-        settings, log, stream=log_stream, model_version=bundle.manifest.model_version
+        settings,
+        log,
+        stream=log_stream,
+        model_version=bundle.manifest.model_version,
+        reference_bins=ReferenceBinCounter.of(bundle.reference, bundle.manifest.book),
     )
     service = PredictionService(
         bundle=bundle,

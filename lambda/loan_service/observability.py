@@ -9,6 +9,9 @@
   document) ``Predictions``, ``DefaultsPredicted`` and ``ProbabilitySum``: the approval rate is
   ``1 - DefaultsPredicted / Predictions`` and the mean PD ``ProbabilitySum / Predictions`` of any
   period, weighted per loan. A release's canary alarms on exactly these (infra_cdk/release.py).
+  The same document carries ``score_bins`` and ``feature_bins``: how many loans fell in each
+  reference bin of the score and of each feature (``loan_service.reference_bins``), what the
+  scheduled monitoring function sums.
   Requests record into ``PredictionMetrics`` (integer adds and a bounded reservoir); the Lambda
   handler prints one document per invocation through Powertools' serializer, and on ECS a task
   prints one every 60 s.
@@ -32,6 +35,7 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from loan_service.prediction_log import PredictionLog
 from loan_service.redaction import install_log_redaction, redacting_serializer
+from loan_service.reference_bins import ReferenceBinCounter
 from loan_service.settings import Settings
 
 LATENCY_RESERVOIR_SIZE: Final = 100  # EMF takes at most 100 values per metric per document
@@ -164,9 +168,11 @@ class Observability:
         prediction_log: PredictionLog,
         stream: IO[str] | None = None,
         model_version: str | None = None,
+        reference_bins: ReferenceBinCounter | None = None,
     ) -> None:
         self.settings = settings
         self.model_version = model_version
+        self.reference_bins = reference_bins
         self.logger = build_logger(settings, stream)
         self.metrics = Metrics(namespace=settings.metrics_namespace, service=settings.service_name)
         self._dimensions = {"service": settings.service_name}
@@ -176,6 +182,11 @@ class Observability:
         # rather than from the environment on every invocation.
         self.metrics_enabled = not is_metrics_disabled()
         self._cold_start = True
+
+    def record_bins(self, raw: Any, answers: Any) -> None:
+        """Count which reference bin each answered loan fell in (published with the metrics)."""
+        if self.reference_bins is not None:
+            self.reference_bins.record(raw, answers)
 
     def emit_invocation_metrics(self, context: Any) -> None:
         """End of a Lambda invocation: one EMF document (Powertools' serializer and format),
@@ -199,11 +210,15 @@ class Observability:
         # Explicit dimensions: Powertools keeps metric and dimension sets at class level, shared by
         # every Metrics object in the process.
         per_model = bool(self.model_version) and "Predictions" in metric_set
+        # The root value of the per-model directive's extra dimension.
+        metadata: dict[str, Any] = (
+            {MODEL_VERSION_DIMENSION: self.model_version} if per_model else {}
+        )
+        bins = self.reference_bins.take() if self.reference_bins is not None else None
+        if bins is not None:  # properties, not metrics: what the monitoring function sums
+            metadata.update(bins)
         document = self.metrics.serialize_metric_set(
-            metrics=metric_set,
-            dimensions=self._dimensions,
-            # The root value of the per-model directive's extra dimension.
-            metadata={MODEL_VERSION_DIMENSION: self.model_version} if per_model else {},
+            metrics=metric_set, dimensions=self._dimensions, metadata=metadata
         )
         if per_model:
             directives = document["_aws"]["CloudWatchMetrics"]

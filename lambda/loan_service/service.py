@@ -190,6 +190,7 @@ class PredictionService:
         self.observability.counters.record(
             len(answers), defaults, latency_ns / 1e6, probability_sum
         )
+        self.observability.record_bins(raw, answers)
         self.prediction_log.record(
             PredictionRecord(
                 context.started_wall_ns, latency_ns, context.request_id, endpoint, raw, answers

@@ -16,6 +16,7 @@ import pytest
 from loan_service.lambda_adapter import LambdaHandler
 from loan_service.service import PredictionService
 from tests.serving_fixtures import (
+    RISKY_LOAN,
     SHARED_EVENTS_DIR,
     TYPICAL_LOAN,
     FakeLambdaContext,
@@ -216,3 +217,43 @@ def test_lambda_logs_are_json_with_request_ids_and_the_cold_start_flag(
     assert error["cold_start"] is False  # the first invocation above was the cold one
     assert error["service"] == "loan-default-logs"
     assert "simulated failure" in error["exception"]
+
+
+def test_the_emf_document_counts_each_loan_in_its_reference_bins(
+    trained_artifacts: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the scheduled monitoring function sums: per variable, one count per loan, in the bin
+    ``loan-default monitor`` would put it (its own rule, ``FeatureReference.bin_of_value``)."""
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    handler, service = build_test_handler(
+        trained_artifacts, on_lambda=True, log_stream=io.StringIO()
+    )
+    loans = [TYPICAL_LOAN, RISKY_LOAN, TYPICAL_LOAN]
+    base = load_project_event("apigw-http-v2-prod-stage.json")
+    capsys.readouterr()
+    answer = invoke(
+        handler, shape_event(base, "POST", "/prod/predict/batch", body={"loans": loans})
+    )
+    assert answer["statusCode"] == 200, answer
+    documents = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+    ]
+    (document,) = [doc for doc in documents if "Predictions" in doc]
+
+    reference = service.bundle.reference
+    assert reference is not None
+    score: dict[str, int] = {}
+    for item in response_json(answer)["predictions"]:
+        key = str(reference.score.bin_of_value(item["probability"]))
+        score[key] = score.get(key, 0) + 1
+    features: dict[str, int] = {}
+    for loan in loans:
+        for name, value in loan.items():
+            key = f"{name}.{reference.features[name].bin_of_value(value)}"
+            features[key] = features.get(key, 0) + 1
+    assert document["score_bins"] == score
+    assert document["feature_bins"] == features
+    assert document["model_version"] == service.model_version

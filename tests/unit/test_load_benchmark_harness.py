@@ -107,6 +107,9 @@ def full_results(contended: bool = False) -> Results:
             "p99_us": 400.0,
             "bare_mangum_p50_us": 150.0,
             "bare_mangum_p99_us": 350.0,
+            "without_bins_p50_us": 175.0,
+            "without_bins_p99_us": 395.0,
+            "bins_p50_us": 4.2,
             "event": "API Gateway HTTP API (payload 2.0), POST /predict, one loan",
         },
         cold_start={
@@ -197,6 +200,8 @@ def test_the_results_file_has_every_section_and_flags_contention() -> None:
     ):
         assert heading in quiet
     assert "Command: `make bench`" in quiet
+    assert "| `main.handler` without reference bins | 175 us | 395 us |" in quiet
+    assert "for its EMF document, timed alone): p50 4.2 us, budget 10 us." in quiet
     assert "2 cores (`nproc`), `x86_64` (`uname -m`)" in quiet
     assert "Measured under contention" not in quiet
     assert "Measured under contention" in render(full_results(contended=True), config)
