@@ -137,7 +137,7 @@ def load_loan_book(path: Path, schema: BookSchema = DEFAULT_BOOK) -> LoanBook:
         for feature in schema.categories
         if feature.values is None
     }
-    schema = schema.with_values(found_values) if found_values else schema
+    schema = _with_found_values(path, schema, found_values)
     columns = []
     for feature in schema.features:
         if feature.is_category:
@@ -240,6 +240,20 @@ def _parse_text(text: pd.Series, column: str) -> tuple[pd.Series, list[DataIssue
 def _bound(value: float) -> str:
     """300 -> '300', 1e9 -> '1,000,000,000', 0.5 -> '0.5'."""
     return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def _with_found_values(path: Path, schema: BookSchema, found: dict[str, list[str]]) -> BookSchema:
+    """The schema completed with the category values found, whose examples must be among them."""
+    if not found:
+        return schema
+    unseen_examples = [
+        DataIssue(name, f"the schema's example {example!r} is not a value found in the file")
+        for name, values in found.items()
+        if (example := schema.feature(name).example) is not None and example not in values
+    ]
+    if unseen_examples:
+        raise DataValidationError(path, unseen_examples)
+    return schema.with_values(found)
 
 
 def _check_range(values: pd.Series, feature: FeatureSpec) -> list[DataIssue]:

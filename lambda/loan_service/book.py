@@ -58,6 +58,9 @@ class FeatureSpec(BaseModel):
     description: str = ""
     hint: str = ""
     """A short example shown in the page's empty field."""
+    example: int | float | str | None = None
+    """A valid value: what the page prefills and the OpenAPI document shows (else the training
+    median, or a category's most frequent value)."""
     reason_code: str = Field(min_length=1)
     reason: str = Field(min_length=1)
 
@@ -70,6 +73,7 @@ class FeatureSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureSpec:
+        self._check_example()
         if self.type == "category":
             if any(bound is not None for bound in (self.min, self.max, self.greater_than)):
                 raise SchemaKeyError("type", "a category has 'values', not min/max/greater_than")
@@ -89,6 +93,28 @@ class FeatureSpec(BaseModel):
             if low is not None and self.max is not None and low > self.max:
                 raise SchemaKeyError("max", "the lower bound is above 'max'")
         return self
+
+    def _check_example(self) -> None:
+        example = self.example
+        if example is None:
+            return
+        if self.type == "category":
+            if not isinstance(example, str):
+                raise SchemaKeyError(
+                    "example", "a category's example must be one of its values (text)"
+                )
+            if self.values is not None and example not in self.values:
+                raise SchemaKeyError("example", f"'{example}' is not one of 'values'")
+            return
+        if isinstance(example, str) or not math.isfinite(example):
+            raise SchemaKeyError("example", "must be a number")
+        if self.type == "integer" and not float(example).is_integer():
+            raise SchemaKeyError("example", "must be a whole number")
+        too_low = (self.min is not None and example < self.min) or (
+            self.greater_than is not None and example <= self.greater_than
+        )
+        if too_low or (self.max is not None and example > self.max):
+            raise SchemaKeyError("example", "is outside the feature's bounds")
 
     @property
     def is_category(self) -> bool:

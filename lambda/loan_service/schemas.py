@@ -335,6 +335,10 @@ class ModelInfoPublic(BaseModel):
         description="The loan book's schema: each feature's type, bounds or values, label, unit, "
         "description, hint and reason code (the page builds its form from it).",
     )
+    example: dict[str, object] = Field(
+        description="A valid applicant (the schema's examples, else the training medians and "
+        "most frequent values): what the page prefills and the OpenAPI document shows."
+    )
     threshold: float
     risk_bands: RiskBandsPublic
     grades: dict[str, object] | None = Field(

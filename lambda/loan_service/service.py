@@ -134,6 +134,7 @@ class PredictionService:
             created_at=manifest.created_at,
             features=list(manifest.features),
             schema=manifest.book.to_manifest(),
+            example=dict(self.request_models.example),
             threshold=manifest.threshold,
             risk_bands=RiskBandsPublic(medium_from=MEDIUM_RISK_FROM, high_from=manifest.threshold),
             grades=dict(manifest.grades) if manifest.grades else None,

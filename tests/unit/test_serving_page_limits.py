@@ -1,52 +1,38 @@
-"""The web page checks the same limits as the API before it sends anything.
+"""The web page carries no copy of a book's features: it builds its form from ``GET /model``.
 
-``web/index.html`` is one self-contained file with no build step, so it carries its own copy of
-the field limits and the batch size. These tests read that copy and compare it with the API's
-published schema, so that a change on one side fails here instead of drifting.
+``web/index.html`` is one self-contained file with no build step. Its fields, their limits and
+the CSV checks come from the served model's schema at load time (the browser tests check the
+default and the German book's pages against the API); only the batch size is the page's own.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
-
-import pytest
 
 from loan_service.api.routes.web import INDEX_HTML
-from loan_service.schemas import MAX_BATCH_LOANS
-from tests.default_book import FEATURES, LoanApplication
+from loan_service.schemas import MAX_BATCH_LOANS, ModelInfoPublic
+from tests.default_book import FEATURES
 
-_FIELD = re.compile(
-    r"\{ name: '(?P<name>\w+)', integer: (?P<integer>true|false), min: (?P<min>[\d.e]+)"
-    r"(?P<exclusive>, minExclusive: true)?, max: (?P<max>[\d.e]+) \}"
-)
+_COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*|<!--.*?-->", re.DOTALL)
 
 
-def page_fields() -> dict[str, dict[str, Any]]:
-    fields = {}
-    for match in _FIELD.finditer(INDEX_HTML.read_text(encoding="utf-8")):
-        fields[match["name"]] = {
-            "type": "integer" if match["integer"] == "true" else "number",
-            "exclusiveMinimum" if match["exclusive"] else "minimum": float(match["min"]),
-            "maximum": float(match["max"]),
-        }
-    return fields
+def page_without_comments() -> str:
+    return _COMMENTS.sub("", INDEX_HTML.read_text(encoding="utf-8"))
 
 
-def test_the_page_lists_every_feature_in_the_api_order() -> None:
-    assert list(page_fields()) == list(FEATURES)
+def test_the_page_names_no_feature_of_the_default_book() -> None:
+    page = page_without_comments()
+
+    assert [name for name in (*FEATURES, "customer_id") if name in page] == []
 
 
-@pytest.mark.parametrize("feature", FEATURES)
-def test_each_field_limit_on_the_page_is_the_api_schema_limit(feature: str) -> None:
-    published = LoanApplication.model_json_schema()["properties"][feature]
-    expected = {
-        key: float(value) if key != "type" else value
-        for key, value in published.items()
-        if key in {"type", "minimum", "exclusiveMinimum", "maximum"}
-    }
+def test_the_page_reads_the_schema_and_example_that_get_model_publishes() -> None:
+    page = page_without_comments()
+    published = ModelInfoPublic.model_json_schema(by_alias=True)["properties"]
 
-    assert page_fields()[feature] == expected
+    for key in ("schema", "example", "features"):
+        assert key in published
+        assert f"model.{key}" in page
 
 
 def test_the_page_batch_limit_is_the_api_batch_limit() -> None:

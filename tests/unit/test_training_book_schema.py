@@ -129,6 +129,15 @@ def test_a_schema_naming_a_column_the_file_lacks_is_refused(tmp_path: Path) -> N
     assert "column 'tenure': required column is missing (columns found: loan_id, amount" in message
 
 
+def test_an_example_category_value_the_file_does_not_have_is_refused(tmp_path: Path) -> None:
+    text = BOOK_TOML.replace('label = "Housing"', 'label = "Housing"\nexample = "castle"')
+    schema = load_schema(write(tmp_path, "book.toml", text))
+    message = refusal(write_csv(tmp_path, small_book_rows()), schema)
+    assert "column 'housing': the schema's example 'castle' is not a value found in the file" in (
+        message
+    )
+
+
 def test_a_missing_category_cell_is_refused(tmp_path: Path) -> None:
     schema = load_schema(write(tmp_path, "book.toml", BOOK_TOML))
     rows = small_book_rows()
@@ -159,6 +168,14 @@ def test_a_missing_category_cell_is_refused(tmp_path: Path) -> None:
         (
             ("min = 0\n", 'min = "zero"\n'),
             ":15: features.amount.min: must be a number",
+        ),
+        (
+            ('unit = "USD"\n', 'unit = "USD"\nexample = -5\n'),
+            ":18: features.amount.example: is outside the feature's bounds",
+        ),
+        (
+            ('label = "Loan purpose"', 'label = "Loan purpose"\nexample = "boat"'),
+            ":25: features.purpose.example: 'boat' is not one of 'values'",
         ),
         (("[features.amount]", "[features.amount"), ":13: not valid TOML: "),
         (('default_value = "bad"', "default_value = "), ":5: not valid TOML: "),
