@@ -1,8 +1,8 @@
 """The page of a model trained on another loan book (German credit), in headless Chromium.
 
 Nothing on the page names the default book's features: the form, its selects, the hints and the
-CSV checks come from the served model's ``GET /model``. One German artifact folder and one real
-app serve the whole module.
+CSV checks come from the served model's ``GET /model``. The session's German artifact folder and
+one real app serve the whole module.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import run_training
-from tests.functional.test_second_book_german_credit import SCHEMA, german_csv
+from tests.conftest import german_csv
 from tests.integration.browser_harness import (
     choose_csv,
     http_json,
@@ -31,12 +30,9 @@ pytest_plugins = ["tests.integration.browser_fixtures"]
 
 
 @pytest.fixture(scope="module")
-def german_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real app on a model trained on the German book (1,000 loans, a few seconds)."""
-    out = tmp_path_factory.mktemp("german-page") / "artifacts"
-    result = run_training(german_csv(), out, "--schema", str(SCHEMA), "--no-mlflow", "--quiet")
-    assert result.returncode == 0, result.stderr
-    with serve_app(out) as base_url:
+def german_app(german_artifacts: tuple[Path, Path]) -> Iterator[str]:
+    """The real app on the session's model trained on the German book (1,000 loans)."""
+    with serve_app(german_artifacts[1]) as base_url:
         yield base_url
 
 
