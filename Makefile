@@ -39,7 +39,7 @@ format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-typecheck: install ## mypy over training/, lambda/, infra_cdk/, bench/
+typecheck: install ## mypy over training/, lambda/, infra_cdk/, bench/, tools/, tests/support/
 	$(VENV)/bin/mypy
 
 pytest: install ## the test suite only
@@ -76,7 +76,7 @@ browser-deps: ## install Debian's chromium for the browser tests when it is miss
 pytest: browser-deps
 
 screenshots: install browser-deps ## re-take docs/page-desktop.png and docs/page-phone.png
-	$(PY) -m tests.integration.browser_screenshots
+	$(PY) -m tests.support.browser_screenshots
 
 # ---- Training: python -m training writes the artifact folder serving loads -------------
 MLFLOW_UI_PORT ?= 5000
@@ -131,7 +131,7 @@ synth: install $(CDK_CLI_STAMP) $(ARTIFACT_SOURCE) ## cdk synth both stacks into
 pytest: $(CDK_CLI_STAMP)
 
 # ---- Container image: Dockerfile.lambda, proven without Docker, built and invoked with it --
-# `lambda-check` needs no Docker engine: it emulates the image build (bench/image.py) and runs the
+# `lambda-check` needs no Docker engine: it emulates the image build (tools/image_emulation.py) and runs the
 # task root under an isolated CPython 3.12 and the Lambda Runtime Interface Client. `lambda-image` and
 # `lambda-invoke` need a Docker engine (BuildKit/buildx) and say so where none answers.
 IMAGE ?= loan-default:latest
@@ -193,7 +193,7 @@ run: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## fresh clone: .venv (runtime 
 # ---- Benchmarks and supply chain -------------------------------------------------------
 # `make bench`: the service against the original design in one run (bench/run.py writes
 # bench/results.md and the README's benchmark block), then the serving figures
-# (bench/serving.py) and the image budgets (bench/image.py). Every part runs even when an earlier
+# (bench/serving.py) and the image budgets (tools/image_emulation.py). Every part runs even when an earlier
 # one misses a goal; the exit status says whether any did. wrk is Debian's package, installed here
 # when missing. `make bench BENCH_ARGS=--quick` is a short smoke run (no 1M-row training).
 BENCH_ARGS ?=
@@ -212,15 +212,15 @@ bench-deps: ## install wrk (Debian package) for the HTTP benchmarks when it is m
 bench: install bench-deps $(ARTIFACTS)/manifest.json ## service vs original design -> bench/results.md; serving + image figures
 	@status=0; \
 	$(PY) -m bench.run $(BENCH_ARGS) || status=$$?; \
-	echo; $(PY) bench/serving.py --artifacts $(ARTIFACTS) || status=$$?; \
-	echo; $(PY) -m bench.image --artifacts $(ARTIFACTS) || status=$$?; \
+	echo; $(PY) -m bench.serving --artifacts $(ARTIFACTS) || status=$$?; \
+	echo; $(PY) -m tools.image_emulation --artifacts $(ARTIFACTS) || status=$$?; \
 	echo; $(PY) -m bench.monitor --artifacts $(ARTIFACTS) || status=$$?; \
 	exit $$status
 
 # Known vulnerabilities in what the image installs (requirements/runtime*.txt, hash-pinned):
-# pip-audit against PyPI's advisories, with a documented fallback (tests/supply_chain_audit.py).
+# pip-audit against PyPI's advisories, with a documented fallback (tools/supply_chain_audit.py).
 audit: install ## fail on a known vulnerability in the image's pinned requirements (pip-audit)
-	$(PY) -m tests.supply_chain_audit
+	$(PY) -m tools.supply_chain_audit
 
 # The test suite drives wrk once (tests/integration/test_load_wrk_both_designs.py).
 pytest: bench-deps

@@ -23,25 +23,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-REPO_ROOT: Final = Path(__file__).resolve().parent.parent
-LAMBDA_ROOT: Final = REPO_ROOT / "lambda"
-HTTP_API_EVENT: Final = LAMBDA_ROOT / "events" / "apigw-http-v2-predict.json"
+from tests.support.events import load_sample_event
+from tests.support.lambda_context import FakeLambdaContext
+from tests.support.paths import LAMBDA_ROOT, REPO_ROOT
+
 ANSWERED_MARKER: Final = "ANSWERED"
-
-
-class FakeLambdaContext:
-    """The attributes of the Lambda Python runtime's context object that Powertools reads."""
-
-    function_name = "loan-default-predict"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:loan-default-predict"
-    memory_limit_in_mb = 1024
-    aws_request_id = "6f1c0f7e-2b8e-4e7a-9d55-3f1d2c4b5a69"
-    log_group_name = "/aws/lambda/loan-default-predict"
-    log_stream_name = "2026/11/28/[$LATEST]0123456789abcdef0123456789abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 def _import_main(artifacts: Path) -> Any:
@@ -54,11 +40,6 @@ def _import_main(artifacts: Path) -> Any:
     import main
 
     return main
-
-
-def _http_api_event() -> dict[str, Any]:
-    event: dict[str, Any] = json.loads(HTTP_API_EVENT.read_text(encoding="utf-8"))
-    return event
 
 
 def handler_latency(artifacts: Path, requests: int) -> dict[str, Any]:
@@ -79,7 +60,7 @@ def handler_latency(artifacts: Path, requests: int) -> dict[str, Any]:
 def answer_main(artifacts: Path) -> None:
     """Cold start of the service: import ``main`` (verify + load the model), answer one event."""
     main = _import_main(artifacts)
-    response = main.handler(_http_api_event(), FakeLambdaContext())
+    response = main.handler(load_sample_event("apigw-http-v2-predict.json"), FakeLambdaContext())
     print(f"{ANSWERED_MARKER} {response['statusCode']}", flush=True)
 
 
@@ -87,10 +68,10 @@ def answer_reference(model_dir: Path) -> None:
     """Cold start of the original design: import Flask + scikit-learn, unpickle, answer once."""
     sys.path.insert(0, str(REPO_ROOT))
     from bench.reference_app import create_app
-    from bench.servers import SAMPLE_LOAN
+    from tests.support.loans import TYPICAL_LOAN
 
     client = create_app(model_dir).test_client()
-    response = client.post("/predict", json=SAMPLE_LOAN)
+    response = client.post("/predict", json=TYPICAL_LOAN)
     print(f"{ANSWERED_MARKER} {response.status_code}", flush=True)
 
 

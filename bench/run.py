@@ -28,7 +28,6 @@ between its two markers). Exit status: 1 when a request failed or a goal was mis
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import os
@@ -46,9 +45,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench import probes
-from bench.servers import (
-    LAMBDA_ROOT,
-    REPO_ROOT,
+from bench.wrk import LoadResult, ensure_wrk, run_wrk, write_lua_script
+from tests.support.loans import loan_rows
+from tests.support.paths import LAMBDA_ROOT, PROJECT_CSV, REPO_ROOT
+from tests.support.servers import (
     Server,
     free_port,
     gunicorn_command,
@@ -60,17 +60,13 @@ from bench.servers import (
     start_server,
     uvicorn_command,
 )
-from bench.wrk import LoadResult, ensure_wrk, run_wrk, write_lua_script
-from training.schema import FEATURES
 
-PROJECT_DATA: Final = REPO_ROOT / "Data" / "Loan_Data.csv"
 REFERENCE_DATA: Final = REPO_ROOT.parent / "shared" / "data" / "Loan_Data.csv"
 RESULTS_FILE: Final = REPO_ROOT / "bench" / "results.md"
 QUICK_RESULTS_FILE: Final = Path(tempfile.gettempdir()) / "loan-bench-results-quick.md"
 README_FILE: Final = REPO_ROOT / "README.md"
 README_START: Final = "<!-- bench:start (written by `make bench`; edit bench/run.py instead) -->"
 README_END: Final = "<!-- bench:end -->"
-INTEGER_FEATURES: Final = frozenset({"credit_lines_outstanding", "years_employed", "fico_score"})
 ROTATING_LOANS: Final = 64
 BATCH_SIZE: Final = 1000
 WARMUP_SECONDS: Final = 2
@@ -178,22 +174,6 @@ def machine_facts() -> dict[str, Any]:
     }
 
 
-def loan_rows(path: Path, count: int) -> list[dict[str, int | float]]:
-    """The first ``count`` loans of the book, typed as the API expects (integers stay integers)."""
-    loans: list[dict[str, int | float]] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            loans.append(
-                {
-                    name: int(float(row[name])) if name in INTEGER_FEATURES else float(row[name])
-                    for name in FEATURES
-                }
-            )
-            if len(loans) == count:
-                break
-    return loans
-
-
 def ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else float("nan")
 
@@ -223,7 +203,7 @@ def prepare_models(work: Path, results: Results) -> Models:
             "-m",
             "training",
             "--data",
-            str(PROJECT_DATA),
+            str(PROJECT_CSV),
             "--out",
             str(service),
             "--no-mlflow",
@@ -238,7 +218,15 @@ def prepare_models(work: Path, results: Results) -> Models:
         if other not in by_type:
             folder = work / f"artifacts-{other}"
             run_checked(
-                [python, "-m", "bench.candidates", "--candidate", other, "--out", str(folder)],
+                [
+                    python,
+                    "-m",
+                    "tests.support.candidates",
+                    "--candidate",
+                    other,
+                    "--out",
+                    str(folder),
+                ],
                 work / f"train-{other}.log",
             )
             by_type[other] = folder
@@ -256,7 +244,7 @@ def prepare_models(work: Path, results: Results) -> Models:
             "-m",
             "bench.reference_model",
             "--data",
-            str(PROJECT_DATA),
+            str(PROJECT_CSV),
             "--out",
             str(reference),
         ],
@@ -283,7 +271,7 @@ def measure_http(models: Models, config: BenchConfig, work: Path, results: Resul
     alternate between them round by round (S R, R S, S R, ...), so a burst of noise from other
     processes hits both designs alike; each design's median round is reported.
     """
-    loans = loan_rows(PROJECT_DATA, max(ROTATING_LOANS, BATCH_SIZE))
+    loans = loan_rows(PROJECT_CSV, max(ROTATING_LOANS, BATCH_SIZE))
     single = write_lua_script(
         work / "predict.lua", "/predict", [json.dumps(loan) for loan in loans[:ROTATING_LOANS]]
     )

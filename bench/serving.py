@@ -10,7 +10,7 @@
 3. uvicorn (httptools + uvloop), 2 workers, under ``wrk`` with 8 keep-alive connections posting
    ``/predict`` for 10 s: predictions per second and p99.
 
-Usage: ``.venv/bin/python bench/serving.py [--artifacts DIR] [--json]``. The load generator runs
+Usage: ``.venv/bin/python -m bench.serving [--artifacts DIR] [--json]``. The load generator runs
 on the same machine as the server, as the budget assumes. The machine's load average is printed
 beside the figures: numbers taken while other work runs are "under contention".
 """
@@ -33,17 +33,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-LAMBDA_ROOT = REPO_ROOT / "lambda"
+from tests.support.events import http_api_event
+from tests.support.lambda_context import FakeLambdaContext
+from tests.support.loans import MIDDLING_LOAN
+from tests.support.paths import LAMBDA_ROOT, REPO_ROOT
+
 DEFAULT_ARTIFACTS = REPO_ROOT / "artifacts"
-SAMPLE_LOAN = {
-    "credit_lines_outstanding": 1,
-    "loan_amt_outstanding": 4000.0,
-    "total_debt_outstanding": 12000.0,
-    "income": 45000.0,
-    "years_employed": 1,
-    "fico_score": 560,
-}
 BUDGET = {
     "handler_p50_us": 250.0,
     "handler_p99_us": 1000.0,
@@ -93,52 +88,6 @@ class BenchmarkError(RuntimeError):
     """A prerequisite is missing; the message says how to get it."""
 
 
-@dataclass
-class _FakeContext:
-    function_name: str = "loan-default-bench"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:loan-default-bench"
-    memory_limit_in_mb: int = 1024
-    aws_request_id: str = "bench-0000"
-    log_group_name: str = "/aws/lambda/loan-default-bench"
-    log_stream_name: str = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
-def _http_api_event(path: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {
-            "content-type": "application/json",
-            "host": "bench.execute-api.eu-west-1.amazonaws.com",
-            "x-forwarded-proto": "https",
-            "x-forwarded-port": "443",
-        },
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "bench",
-            "domainName": "bench.execute-api.eu-west-1.amazonaws.com",
-            "http": {
-                "method": "POST",
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.10",
-                "userAgent": "bench",
-            },
-            "requestId": "bench",
-            "routeKey": "$default",
-            "stage": "$default",
-        },
-        "body": json.dumps(body),
-        "isBase64Encoded": False,
-    }
-
-
 def _require_artifacts(artifacts: Path) -> None:
     if not (artifacts / "manifest.json").is_file():
         raise BenchmarkError(f"no artifact folder at {artifacts}: run `make train` first")
@@ -160,8 +109,8 @@ def measure_handler_latency(artifacts: Path, samples: int = 20_000) -> HandlerLa
     import main
 
     bare = Mangum(main.app, lifespan="off")
-    event = _http_api_event("/predict", SAMPLE_LOAN)
-    context: Any = _FakeContext()  # duck-typed like the runtime's context object
+    event = http_api_event("/predict", MIDDLING_LOAN)
+    context: Any = FakeLambdaContext()  # duck-typed like the runtime's context object
     observability = main.service.observability
     bins = observability.reference_bins
     if bins is None:
@@ -182,7 +131,7 @@ def measure_handler_latency(artifacts: Path, samples: int = 20_000) -> HandlerLa
             results[name] = _percentiles_us(timings)
         observability.reference_bins = bins
     results["bins"] = _bins_cost_us(
-        bins, [SAMPLE_LOAN[name] for name in main.service.bundle.manifest.features], samples
+        bins, [MIDDLING_LOAN[name] for name in main.service.bundle.manifest.features], samples
     )
     return HandlerLatency(
         samples=samples,
@@ -306,7 +255,7 @@ def measure_http_throughput(
                     raise BenchmarkError("uvicorn did not start") from None
                 time.sleep(0.2)
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(WRK_SCRIPT % json.dumps(SAMPLE_LOAN))
+            script.write(WRK_SCRIPT % json.dumps(MIDDLING_LOAN))
         url = f"http://127.0.0.1:{port}/predict"
         base = [wrk, "-t2", f"-c{connections}", "-s", script.name, "--latency"]
         subprocess.run([*base, "-d3s", url], capture_output=True, check=True)  # warm-up

@@ -23,45 +23,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-LAMBDA_ROOT = REPO_ROOT / "lambda"
+from tests.support.artifacts import copy_as_challenger
+from tests.support.loans import TYPICAL_LOAN
+from tests.support.paths import LAMBDA_ROOT, REPO_ROOT
+
 DEFAULT_ARTIFACTS = REPO_ROOT / "artifacts"
 BUDGET_P99_RATIO = 1.15
-SAMPLE_LOAN = {
-    "credit_lines_outstanding": 1,
-    "loan_amt_outstanding": 4500.0,
-    "total_debt_outstanding": 7800.0,
-    "income": 72000.0,
-    "years_employed": 5,
-    "fico_score": 640,
-}
-
-
-def copy_as_challenger(source: Path, destination: Path, model_version: str) -> Path:
-    """The champion's files as a challenger of another version: every file that names its model
-    is restamped and re-hashed in the manifest, so the copy verifies like a real second model."""
-    import hashlib
-
-    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("report", "challenger"))
-    manifest = json.loads((destination / "manifest.json").read_text())
-    manifest["model_version"] = model_version
-    for name in manifest["files"]:
-        path = destination / name
-        if path.suffix != ".json":
-            continue
-        content = json.loads(path.read_text())
-        if isinstance(content, dict) and "model_version" in content:
-            content["model_version"] = model_version
-            path.write_text(json.dumps(content))
-            manifest["files"][name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    (destination / "manifest.json").write_text(json.dumps(manifest))
-    return destination
 
 
 def _event() -> dict[str, Any]:
-    from bench.serving import _http_api_event
+    from tests.support.events import http_api_event
 
-    event = _http_api_event("/predict", SAMPLE_LOAN)
+    event = http_api_event("/predict", TYPICAL_LOAN)
     event["headers"]["x-request-id"] = "bench-shadow"
     return event
 
@@ -84,7 +57,7 @@ def _percentiles_us(samples: list[int]) -> tuple[float, float]:
 
 
 def measure(artifacts: Path, rounds: int, per_round: int) -> dict[str, Any]:
-    from bench.serving import _FakeContext
+    from tests.support.lambda_context import FakeLambdaContext
 
     with tempfile.TemporaryDirectory(prefix="bench-shadow-") as scratch:
         folder = Path(scratch) / "artifacts"
@@ -93,7 +66,7 @@ def measure(artifacts: Path, rounds: int, per_round: int) -> dict[str, Any]:
         copy_as_challenger(folder, folder / "challenger", f"{version}-challenger")
         handlers = {"off": _handler(folder, 0.0), "on": _handler(folder, 1.0)}
         event = _event()
-        context = _FakeContext()
+        context = FakeLambdaContext()
         timings: dict[str, list[int]] = {"off": [], "on": []}
         bodies = {}
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):

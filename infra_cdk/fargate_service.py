@@ -17,6 +17,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra_cdk.ecs_entry import COMMAND, CONTAINER_PORT, CONTAINER_USER, ENTRY_POINT
 from infra_cdk.environment import TASK_ROOT, service_environment
 from infra_cdk.image import ServiceImage
 from infra_cdk.log_groups import log_group
@@ -25,16 +26,7 @@ from infra_cdk.settings import ANYWHERE_IPV4, Settings
 from infra_cdk.web_acl import RegionalWebAcl
 
 CONTAINER_NAME = "Service"
-CONTAINER_PORT = 8080
 HEALTH_CHECK_PATH = "/health"
-# The ECS entry point and command for the Lambda image. Not `python3 -m uvicorn main:app`:
-# after a graceful stop uvicorn re-raises the SIGTERM it drained for, so that process ends with 143
-# unless it happens to be the container's PID 1 (no init process); the runner exits 0 either way,
-# and refuses a bad artifact folder with one line and status 3.
-ENTRY_POINT = ["python3", "-m", "http_server"]
-COMMAND = ["--host", "0.0.0.0", "--port", str(CONTAINER_PORT)]
-# Non-root: any uid works, the image needs no /etc/passwd entry for it.
-CONTAINER_USER = "1000"
 DEPLOYMENT_ALARM_PERIOD = Duration.minutes(1)
 
 

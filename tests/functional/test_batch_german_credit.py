@@ -17,8 +17,8 @@ from starlette.testclient import TestClient
 
 from loan_default.batch.cli import main
 from loan_default.batch.core import ANSWER_COLUMNS
-from tests.conftest import GERMAN_SCHEMA
-from tests.serving_fixtures import build_test_app
+from tests.support.paths import GERMAN_SCHEMA
+from tests.support.serving_fixtures import build_test_app
 from training.book_file import load_schema
 
 # (0-based frame row, column, value written, the reject expected or None when the row is scored)

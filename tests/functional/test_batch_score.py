@@ -20,8 +20,10 @@ from loan_default.batch import local
 from loan_default.batch.cli import main
 from loan_default.batch.core import ANSWER_COLUMNS, BatchScorer
 from loan_service.service import PredictionService
-from tests.default_book import EXAMPLE_LOAN, FEATURES, REASON_CODES, LoanApplication
-from tests.serving_fixtures import REPO_ROOT, build_test_app
+from tests.support.default_book import FEATURES, REASON_CODES, LoanApplication
+from tests.support.loans import TYPICAL_LOAN
+from tests.support.paths import REPO_ROOT
+from tests.support.serving_fixtures import build_test_app
 
 PROJECT_CSV = REPO_ROOT / "Data" / "Loan_Data.csv"
 
@@ -187,13 +189,13 @@ def test_the_batch_refuses_exactly_what_the_api_refuses(scorer: BatchScorer) -> 
     for name in FEATURES:
         schema = LoanApplication.model_json_schema()["properties"][name]
         bounds = [schema.get(k) for k in ("minimum", "maximum", "exclusiveMinimum")]
-        points = [float(EXAMPLE_LOAN[name])]
+        points = [float(TYPICAL_LOAN[name])]
         for bound in (b for b in bounds if b is not None):
             points += [bound - 1, bound - 0.5, bound, bound + 0.5, bound + 1]
         edges[name] = points
     rows = []
     for _ in range(400):
-        loan = dict(EXAMPLE_LOAN)
+        loan = dict(TYPICAL_LOAN)
         for name in rng.choice(FEATURES, size=2, replace=False):
             loan[str(name)] = float(rng.choice(edges[str(name)]))
         rows.append(loan)

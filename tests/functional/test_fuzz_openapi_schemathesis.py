@@ -35,7 +35,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events, from_schema
 from starlette.testclient import TestClient
 
-from tests.serving_fixtures import TYPICAL_LOAN, build_test_app
+from tests.support.loans import TYPICAL_LOAN
+from tests.support.serving_fixtures import build_test_app
 
 SEED: Final = 20261128
 MAX_EXAMPLES: Final = 60

@@ -12,7 +12,7 @@ they reach the extremes no loan book contains):
   assumed. The forest is not monotone by construction and is not held to it.
 
 The models come from the training package itself: the session's ``trained_artifacts`` and, for the
-other model type, the same pipeline forced to that single candidate (``bench.candidates``).
+other model type, the same pipeline forced to that single candidate (``tests.support.candidates``).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from bench.candidates import train_candidate
 from loan_service.artifacts import load_artifacts
 from loan_service.predictor import DefaultRiskModel, load_probability_model
-from tests.default_book import (
+from tests.support.candidates import train_candidate
+from tests.support.default_book import (
     FEATURES,
     FICO_MAX,
     FICO_MIN,
@@ -40,7 +40,7 @@ from tests.default_book import (
     MAX_CREDIT_LINES,
     MAX_YEARS_EMPLOYED,
 )
-from tests.serving_fixtures import build_test_app
+from tests.support.serving_fixtures import build_test_app
 
 PROJECT_CSV: Final = Path(__file__).resolve().parents[2] / "Data" / "Loan_Data.csv"
 MODEL_TYPES: Final = ("logistic_regression", "random_forest")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.image import (
+from tools.image_emulation import (
     DOCKERIGNORE,
     EVENTS_DIR,
     REPO_ROOT,
@@ -206,7 +206,7 @@ def test_dockerignore_keeps_only_what_the_dockerfile_reads(tmp_path: Path) -> No
         "tests/unit/test_x.py",
         "training/__init__.py",
         "infra_cdk/app.py",
-        "bench/image.py",
+        "tools/image_emulation.py",
         "README.md",
         "Makefile",
         "requirements/dev.txt",

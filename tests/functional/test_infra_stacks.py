@@ -24,8 +24,8 @@ from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 import infra_cdk.nag as nag_module
-from bench.image import ECS_COMMAND, ECS_ENTRYPOINT
 from infra_cdk.app import build_app, cdk_json_context
+from infra_cdk.ecs_entry import COMMAND, CONTAINER_USER, ENTRY_POINT
 from infra_cdk.image import MissingArtifactsError
 from infra_cdk.nag import recorded_acknowledgements
 from infra_cdk.settings import SettingsError
@@ -638,11 +638,10 @@ def test_task_runs_the_http_server_runner_on_8080_as_non_root_on_a_read_only_roo
         "CpuArchitecture": "X86_64",
         "OperatingSystemFamily": "LINUX",
     }
-    assert container["EntryPoint"] == ["python3", "-m", "http_server"]
-    assert container["Command"] == ["--host", "0.0.0.0", "--port", "8080"]
-    # The emulated image (make lambda-check) and the fault tests start the task this same way.
-    assert (container["EntryPoint"], container["Command"]) == (ECS_ENTRYPOINT, ECS_COMMAND)
-    assert container["User"] == "1000"
+    # The one definition the emulated image (make lambda-check) and the fault tests start it from.
+    assert container["EntryPoint"] == ENTRY_POINT
+    assert container["Command"] == COMMAND
+    assert container["User"] == CONTAINER_USER
     assert container["WorkingDirectory"] == "/var/task"
     assert container["ReadonlyRootFilesystem"] is True
     assert container["PortMappings"] == [{"ContainerPort": 8080, "Name": "http", "Protocol": "tcp"}]

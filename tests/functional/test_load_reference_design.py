@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 
 from bench.reference_app import create_app
 from bench.reference_model import ReferenceModel, train_reference_model
-from tests.serving_fixtures import RISKY_LOAN, SAFE_LOAN, TYPICAL_LOAN
+from tests.support.loans import RISKY_LOAN, SAFE_LOAN, TYPICAL_LOAN
 from training.schema import FEATURES
 
 PROJECT_CSV = Path(__file__).resolve().parents[2] / "Data" / "Loan_Data.csv"

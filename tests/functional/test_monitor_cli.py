@@ -18,8 +18,8 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from loan_default import cli
 from loan_default.monitoring.backtest import binomial_p, hosmer_lemeshow, jeffreys_p
-from tests.conftest import PROJECT_CSV
-from tests.monitoring_fixtures import scored_frame, write_scored
+from tests.support.monitoring_fixtures import scored_frame, write_scored
+from tests.support.paths import PROJECT_CSV
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,8 @@ from botocore.stub import Stubber
 
 from infra_cdk import release_hook
 from loan_service.lambda_adapter import LambdaHandler
-from tests.serving_fixtures import FakeLambdaContext, build_test_handler
+from tests.support.lambda_context import FakeLambdaContext
+from tests.support.serving_fixtures import build_test_handler
 from training.golden import GOLDEN_FILE
 
 VERSION_ARN = "arn:aws:lambda:eu-west-1:111122223333:function:loan-default-predict:7"

@@ -24,8 +24,9 @@ from loan_service.reasons import (
 )
 from loan_service.scoring import RISK_BANDS, LoanScorer, ScoredBlock, band_indices, risk_band
 from loan_service.service import PredictionService
-from tests.default_book import FEATURES, REASON_CODES
-from tests.serving_fixtures import REPO_ROOT, build_test_app
+from tests.support.default_book import FEATURES, REASON_CODES
+from tests.support.paths import REPO_ROOT
+from tests.support.serving_fixtures import build_test_app
 
 
 @pytest.fixture(scope="module")

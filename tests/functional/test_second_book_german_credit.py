@@ -19,8 +19,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from loan_service.sklearn_model import calibrated_log_odds
-from tests.conftest import GERMAN_SCHEMA
-from tests.serving_fixtures import build_test_app
+from tests.support.paths import GERMAN_SCHEMA
+from tests.support.serving_fixtures import build_test_app
 from training.book_file import load_schema
 from training.data import load_loan_book
 from training.onnx_export import onnx_outputs

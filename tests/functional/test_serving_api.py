@@ -14,14 +14,9 @@ from starlette.testclient import TestClient
 
 from loan_service.scoring import loans_to_matrix
 from loan_service.service import PredictionService
-from tests.default_book import FEATURES, LoanApplication
-from tests.serving_fixtures import (
-    MIDDLING_LOAN,
-    RISKY_LOAN,
-    SAFE_LOAN,
-    TYPICAL_LOAN,
-    build_test_app,
-)
+from tests.support.default_book import FEATURES, LoanApplication
+from tests.support.loans import MIDDLING_LOAN, RISKY_LOAN, SAFE_LOAN, TYPICAL_LOAN
+from tests.support.serving_fixtures import build_test_app
 
 CONTRACT_FIELDS = {
     "probability",

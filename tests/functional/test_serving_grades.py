@@ -12,9 +12,10 @@ from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from loan_service.service import PredictionService
-from tests.conftest import PROJECT_CSV
-from tests.default_book import FEATURES
-from tests.serving_fixtures import RISKY_LOAN, SAFE_LOAN, build_test_app
+from tests.support.default_book import FEATURES
+from tests.support.loans import RISKY_LOAN, SAFE_LOAN
+from tests.support.paths import PROJECT_CSV
+from tests.support.serving_fixtures import build_test_app
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ from starlette.testclient import TestClient
 from loan_service.application import SWAGGER_UI_CDN, SWAGGER_UI_INTEGRITY, SWAGGER_UI_VERSION
 from loan_service.errors import MAX_ECHOED_CHARS, MAX_ERROR_DETAILS
 from loan_service.service import PredictionService
-from tests.serving_fixtures import RISKY_LOAN, TYPICAL_LOAN, build_test_app
+from tests.support.loans import RISKY_LOAN, TYPICAL_LOAN
+from tests.support.serving_fixtures import build_test_app
 
 ERROR_ANSWER_MAX_BYTES = 16 * 1024
 

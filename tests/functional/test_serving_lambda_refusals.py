@@ -13,18 +13,17 @@ import pytest
 
 from loan_service.lambda_adapter import LambdaHandler, UnsupportedEventError
 from loan_service.service import PredictionService
-from tests.serving_fixtures import (
-    SHARED_EVENTS_DIR,
-    TYPICAL_LOAN,
-    FakeLambdaContext,
-    build_test_handler,
-    lines,
+from tests.support.events import (
     load_project_event,
     load_shared_event,
     response_header,
     response_json,
     shape_event,
 )
+from tests.support.lambda_context import FakeLambdaContext
+from tests.support.loans import TYPICAL_LOAN
+from tests.support.paths import SHARED_EVENTS_DIR
+from tests.support.serving_fixtures import build_test_handler, lines
 
 PROJECT_EVENTS = [
     "apigw-http-v2-prod-stage.json",

@@ -15,8 +15,8 @@ from starlette.testclient import TestClient
 
 from loan_service.reasons import MAX_REASONS
 from loan_service.service import PredictionService
-from tests.default_book import FEATURES, REASON_CODES
-from tests.serving_fixtures import build_test_app
+from tests.support.default_book import FEATURES, REASON_CODES
+from tests.support.serving_fixtures import build_test_app
 from training.schema import DEFAULT_BOOK
 
 SATURATED_DECLINE = {

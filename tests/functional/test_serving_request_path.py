@@ -30,8 +30,9 @@ from loan_service.service import (
     RequestContext,
     SharedModelCallError,
 )
-from tests.default_book import FEATURES, LoanApplication, LoanBatch
-from tests.serving_fixtures import RISKY_LOAN, SAFE_LOAN, TYPICAL_LOAN, build_test_app
+from tests.support.default_book import FEATURES, LoanApplication, LoanBatch
+from tests.support.loans import RISKY_LOAN, SAFE_LOAN, TYPICAL_LOAN
+from tests.support.serving_fixtures import build_test_app
 
 REQUEST_ID = "request-path-test"
 

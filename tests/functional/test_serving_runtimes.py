@@ -10,8 +10,9 @@ import pytest
 
 from loan_service.application import build_service
 from loan_service.service import PredictionService
-from tests.default_book import FEATURES
-from tests.serving_fixtures import LAMBDA_ROOT, make_settings
+from tests.support.default_book import FEATURES
+from tests.support.paths import LAMBDA_ROOT
+from tests.support.serving_fixtures import make_settings
 
 
 @pytest.fixture(scope="module")

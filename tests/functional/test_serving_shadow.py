@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from bench.shadow import copy_as_challenger
 from loan_service.artifacts import ArtifactError
 from loan_service.service import PredictionService
 from loan_service.shadow import CHALLENGER_DIR_NAME, SHADOW_EVENT, SHADOW_LOGGER
-from tests.serving_fixtures import MIDDLING_LOAN, RISKY_LOAN, SAFE_LOAN, build_test_app
+from tests.support.artifacts import copy_as_challenger
+from tests.support.loans import MIDDLING_LOAN, RISKY_LOAN, SAFE_LOAN
+from tests.support.serving_fixtures import build_test_app
 
 CHALLENGER_VERSION = "20991231.000000-challenger"
 LOANS = (SAFE_LOAN, MIDDLING_LOAN, RISKY_LOAN)

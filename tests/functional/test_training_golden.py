@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from loan_service.artifacts import ArtifactError, load_artifacts
-from tests.default_book import FEATURES
-from tests.serving_fixtures import build_test_app
+from tests.support.default_book import FEATURES
+from tests.support.serving_fixtures import build_test_app
 from training.golden import BANDS, GOLDEN_FILE, GOLDEN_TOLERANCE, pick_golden_rows
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from loan_service.artifacts import load_artifacts
 from loan_service.stability import REFERENCE_FILE
-from tests.conftest import PROJECT_CSV
-from tests.default_book import FEATURES
+from tests.support.default_book import FEATURES
+from tests.support.paths import PROJECT_CSV
 from training.data import load_loan_book
 from training.normalization import compute_stats, normalize
 from training.onnx_export import onnx_probabilities

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, Response, Route, expect
 
-from tests.integration.browser_harness import (
+from tests.support.browser_harness import (
     FEATURES,
     choose_csv,
     csv_text,
@@ -19,7 +19,7 @@ from tests.integration.browser_harness import (
     sample_loans,
 )
 
-pytest_plugins = ["tests.integration.browser_fixtures"]
+pytest_plugins = ["tests.support.browser_fixtures"]
 
 
 def loans_csv(loans: list[dict[str, float | int]], with_customer_id: bool = True) -> str:

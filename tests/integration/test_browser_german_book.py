@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import german_csv
-from tests.integration.browser_harness import (
+from tests.support.browser_harness import (
     choose_csv,
     http_json,
     open_page,
@@ -25,8 +24,9 @@ from tests.integration.browser_harness import (
     serve_app,
     submit_single_loan,
 )
+from tests.support.german_book import german_csv
 
-pytest_plugins = ["tests.integration.browser_fixtures"]
+pytest_plugins = ["tests.support.browser_fixtures"]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.integration.browser_harness import (
+from tests.support.browser_harness import (
     FEATURES,
     choose_csv,
     csv_text,
@@ -13,7 +13,7 @@ from tests.integration.browser_harness import (
     submit_single_loan,
 )
 
-pytest_plugins = ["tests.integration.browser_fixtures"]
+pytest_plugins = ["tests.support.browser_fixtures"]
 
 HORIZONTAL_OVERFLOW_JS = """
 () => ({

@@ -11,7 +11,7 @@ import json
 
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.integration.browser_harness import (
+from tests.support.browser_harness import (
     CONTRAST_FAILURES_JS,
     FEATURES,
     PAGE_EXAMPLE_LOAN,
@@ -24,7 +24,7 @@ from tests.integration.browser_harness import (
     submit_single_loan,
 )
 
-pytest_plugins = ["tests.integration.browser_fixtures"]
+pytest_plugins = ["tests.support.browser_fixtures"]
 
 BAND_LABELS = {"low": "Low risk", "medium": "Medium risk", "high": "High risk"}
 RISKY_LOAN = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.integration.browser_harness import (
+from tests.support.browser_harness import (
     StagePrefixProxy,
     choose_csv,
     csv_text,
@@ -21,7 +21,7 @@ from tests.integration.browser_harness import (
     submit_single_loan,
 )
 
-pytest_plugins = ["tests.integration.browser_fixtures"]
+pytest_plugins = ["tests.support.browser_fixtures"]
 
 
 @pytest.mark.parametrize("page_path", ["/prod/", "/prod"], ids=["with-slash", "without-slash"])

@@ -18,9 +18,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from loan_service.redaction import redact
-from tests.conftest import PROJECT_CSV, REPO_ROOT
-from tests.faults_network import closed_port
-from tests.serving_fixtures import TYPICAL_LOAN, build_test_app
+from tests.support.faults_network import closed_port
+from tests.support.loans import TYPICAL_LOAN
+from tests.support.paths import PROJECT_CSV, REPO_ROOT
+from tests.support.serving_fixtures import build_test_app
 
 PASSWORD = "S3cretPassw0rd"
 TOKEN = "t0kenValue42"

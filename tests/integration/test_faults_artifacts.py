@@ -27,10 +27,11 @@ from typing import Final
 
 import pytest
 
-from bench.servers import LAMBDA_ROOT, REPO_ROOT, ecs_command, free_port
 from loan_service.artifacts import sha256_of
 from loan_service.http_server import EXIT_NOT_STARTED
 from loan_service.http_server import REFUSAL_PREFIX as ECS_REFUSAL_PREFIX
+from tests.support.paths import LAMBDA_ROOT, REPO_ROOT
+from tests.support.servers import ecs_command, free_port
 
 REFUSAL_PREFIX: Final = "loan_service.artifacts.ArtifactError: "
 TRACEBACK_FRAGMENTS: Final = ("Traceback (most recent call last)", 'File "', ", in <module>", "^^^")

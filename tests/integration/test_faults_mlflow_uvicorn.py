@@ -30,9 +30,10 @@ from typing import Any, Final
 
 import pytest
 
-from bench.run import PROJECT_DATA, loan_rows
-from bench.servers import Server, get_json, running_service
-from tests.faults_network import black_hole_port, closed_port, connect_outcome
+from tests.support.faults_network import black_hole_port, closed_port, connect_outcome
+from tests.support.loans import loan_rows
+from tests.support.paths import PROJECT_CSV
+from tests.support.servers import Server, get_json, running_service
 
 PREDICTIONS: Final = 400
 BATCHES: Final = 20
@@ -87,7 +88,7 @@ def _health_when_backing_off(server: Server) -> dict[str, Any]:
 
 
 def serve_with_dead_tracking_server(fault: str, artifacts: Path, log: Path) -> FaultRun:
-    loans = loan_rows(PROJECT_DATA, PREDICTIONS)
+    loans = loan_rows(PROJECT_CSV, PREDICTIONS)
     with (
         dead_tracking_uri(fault) as uri,
         running_service(

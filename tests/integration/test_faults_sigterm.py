@@ -28,16 +28,16 @@ from typing import Any, Final
 
 import pytest
 
-from bench.run import PROJECT_DATA, loan_rows
-from bench.servers import (
-    LAMBDA_ROOT,
-    ecs_command,
-    free_port,
-    service_env,
-    start_server,
-    uvicorn_command,
+from tests.support.load_client import (
+    KeepAliveLoad,
+    Outcome,
+    PlannedRequest,
+    is_batch_of,
+    is_prediction,
 )
-from tests.load_client import KeepAliveLoad, Outcome, PlannedRequest, is_batch_of, is_prediction
+from tests.support.loans import loan_rows
+from tests.support.paths import LAMBDA_ROOT, PROJECT_CSV
+from tests.support.servers import ecs_command, free_port, service_env, start_server, uvicorn_command
 
 IN_FLIGHT_REQUESTS: Final = 3
 IN_FLIGHT_LOANS: Final = 100
@@ -106,7 +106,7 @@ def shut_down_under_load(artifacts: Path, launch: str, log: Path) -> ShutdownOut
     )
     try:
         server.wait_ready()
-        loans = loan_rows(PROJECT_DATA, IN_FLIGHT_LOANS)
+        loans = loan_rows(PROJECT_CSV, IN_FLIGHT_LOANS)
         mix = [
             PlannedRequest("/predict", json.dumps(loans[0]).encode(), 200, is_prediction),
             PlannedRequest(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.image import (
+from tools.image_emulation import (
     REPO_ROOT,
     EmulationError,
     build_context,

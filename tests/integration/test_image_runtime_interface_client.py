@@ -2,8 +2,8 @@
 
 In the image, /lambda-entrypoint.sh starts the Runtime Interface Client on the CMD (main.handler),
 and the client long-polls the Lambda Runtime API for events. Here the client runs on the emulated
-task root (bench/image.py) against a small Runtime API emulation over real HTTP: the next-invocation
-long poll, the response and error endpoints, and the init error endpoint.
+task root (tools/image_emulation.py) against a small Runtime API emulation over real HTTP: the
+next-invocation long poll, the response and error endpoints, and the init error endpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.image import (
+from tools.image_emulation import (
     EmulatedImage,
     RuntimeApiEmulator,
     build_image,

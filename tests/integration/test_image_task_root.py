@@ -1,7 +1,8 @@
 """The image's task root, built by emulating Dockerfile.lambda, answers events in a bare Python.
 
-The build runs the Dockerfile's own instructions (bench/image.py): the runtime set installed for
-CPython 3.12 / manylinux x86_64 with --require-hashes, then the COPY lines as written. The handler
+The build runs the Dockerfile's own instructions (tools/image_emulation.py): the runtime set
+installed for CPython 3.12 / manylinux x86_64 with --require-hashes, then the COPY lines as
+written. The handler
 is imported by an interpreter that sees only the task root (``-S -s -P``, ``PYTHONPATH`` = task
 root), so a runtime dependency missing from requirements/runtime.txt fails here, not on AWS.
 """
@@ -21,9 +22,8 @@ from typing import Any
 
 import pytest
 
-from bench.image import (
-    ECS_COMMAND,
-    ECS_ENTRYPOINT,
+from infra_cdk.ecs_entry import COMMAND, ENTRY_POINT
+from tools.image_emulation import (
     TASK_ROOT_BUDGET_BYTES,
     EmulatedImage,
     EmulationError,
@@ -197,11 +197,11 @@ class EcsTask:
 def ecs_server(image: EmulatedImage) -> Iterator[EcsTask]:
     """The server started as the ECS task definition starts it: in the task root, no PYTHONPATH."""
     port = _free_port()
-    command = [*ECS_COMMAND[:-1], str(port)]
+    command = [*COMMAND[:-1], str(port)]
     command[command.index("0.0.0.0")] = "127.0.0.1"
-    assert ECS_ENTRYPOINT[:2] == ["python3", "-m"]
+    assert ENTRY_POINT[:2] == ["python3", "-m"]
     # No -P here: `python3 -m` puts the working directory (/var/task) first on sys.path, as on ECS.
-    argv = [str(image.python.executable), "-S", "-s", "-m", ECS_ENTRYPOINT[2], *command]
+    argv = [str(image.python.executable), "-S", "-s", "-m", ENTRY_POINT[2], *command]
     env = {k: v for k, v in lambda_environment(image).items() if not k.startswith("AWS_LAMBDA")}
     env.pop("PYTHONPATH")
     process = subprocess.Popen(

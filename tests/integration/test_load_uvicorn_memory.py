@@ -16,9 +16,10 @@ from typing import Final
 
 import pytest
 
-from bench.run import PROJECT_DATA, loan_rows
-from bench.servers import Server, resident_bytes, running_service
-from tests.load_client import KeepAliveLoad, prediction_mix
+from tests.support.load_client import KeepAliveLoad, prediction_mix
+from tests.support.loans import loan_rows
+from tests.support.paths import PROJECT_CSV
+from tests.support.servers import Server, resident_bytes, running_service
 
 WARMUP_SECONDS: Final = 4.0
 MEASURED_SECONDS: Final = 16.0
@@ -40,7 +41,7 @@ def test_twenty_seconds_of_keep_alive_load_answers_every_request_and_memory_stay
     # GIVEN two workers serving, warmed up by the same load
     workers = [pid for pid in server.process_tree() if "spawn_main" in _command_line(pid)]
     assert len(workers) == 2, f"expected 2 uvicorn workers, found {workers}"
-    load = KeepAliveLoad(server.port, prediction_mix(loan_rows(PROJECT_DATA, 20)), threads=8)
+    load = KeepAliveLoad(server.port, prediction_mix(loan_rows(PROJECT_CSV, 20)), threads=8)
     load.start()
     time.sleep(WARMUP_SECONDS)
     rss_after_warmup = {pid: _rss(pid) for pid in server.process_tree()}

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from bench.reference_model import train_reference_model
-from bench.run import PROJECT_DATA, loan_rows
-from bench.servers import running_reference, running_service
 from bench.wrk import LoadResult, run_wrk, write_lua_script
+from tests.support.loans import loan_rows
+from tests.support.paths import PROJECT_CSV
+from tests.support.servers import running_reference, running_service
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 def predict_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("wrk") is None:
         pytest.fail("wrk is missing: `make bench-deps` installs it (make test runs it first)")
-    bodies = [json.dumps(loan) for loan in loan_rows(PROJECT_DATA, 16)]
+    bodies = [json.dumps(loan) for loan in loan_rows(PROJECT_CSV, 16)]
     return write_lua_script(tmp_path_factory.mktemp("wrk") / "predict.lua", "/predict", bodies)
 
 
@@ -45,6 +46,6 @@ def test_the_service_under_uvicorn_answers_every_wrk_request(
 def test_the_original_design_under_gunicorn_answers_every_wrk_request(
     predict_script: Path, tmp_path: Path
 ) -> None:
-    reference = train_reference_model(PROJECT_DATA, tmp_path / "reference")
+    reference = train_reference_model(PROJECT_CSV, tmp_path / "reference")
     with running_reference(reference.directory, tmp_path / "gunicorn.log") as server:
         assert_clean_run(run_wrk(server.port, predict_script, duration_s=2))

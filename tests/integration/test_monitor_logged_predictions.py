@@ -12,9 +12,9 @@ from starlette.testclient import TestClient
 
 from loan_default import cli
 from loan_service.prediction_log import BackgroundPredictionLog
-from tests.conftest import PROJECT_CSV
-from tests.default_book import FEATURES
-from tests.serving_fixtures import build_test_app
+from tests.support.default_book import FEATURES
+from tests.support.paths import PROJECT_CSV
+from tests.support.serving_fixtures import build_test_app
 
 pytestmark = pytest.mark.slow
 

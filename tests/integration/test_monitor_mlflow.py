@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.servers import running_mlflow_server
-from tests.conftest import PROJECT_CSV, REPO_ROOT
-from tests.monitoring_fixtures import scored_frame, write_scored
+from tests.support.monitoring_fixtures import scored_frame, write_scored
+from tests.support.paths import PROJECT_CSV, REPO_ROOT
+from tests.support.servers import running_mlflow_server
 
 pytestmark = pytest.mark.slow
 

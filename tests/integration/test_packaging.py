@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from bench.servers import free_port, service_env, start_server
-from tests.serving_fixtures import REPO_ROOT
+from tests.support.paths import REPO_ROOT
+from tests.support.servers import free_port, service_env, start_server
 
 pytestmark = pytest.mark.slow
 

@@ -26,15 +26,15 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
-from bench.servers import (
+from tests.support.faults_network import black_hole_port
+from tests.support.servers import (
     MLFLOW_CLI,
     free_port,
     post_json,
     running_mlflow_server,
     start_server,
 )
-from tests.faults_network import black_hole_port
-from tests.serving_fixtures import build_test_app
+from tests.support.serving_fixtures import build_test_app
 from training.registry import (
     CHALLENGER,
     CHAMPION,

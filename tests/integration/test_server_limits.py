@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import LAMBDA_ROOT, Server, ecs_command, free_port, service_env, start_server
-from tests.serving_fixtures import TYPICAL_LOAN
+from tests.support.loans import TYPICAL_LOAN
+from tests.support.paths import LAMBDA_ROOT
+from tests.support.servers import Server, ecs_command, free_port, service_env, start_server
 
 CLIENT_TIMEOUT_SECONDS = 10.0
 LIMITS = {

@@ -26,13 +26,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bench.image import (
-    EMULATED_CONTEXT_SOURCE,
-    build_image,
-    isolated_python,
-    lambda_environment,
-)
-from bench.servers import running_mlflow_server
 from loan_service.lambda_adapter import LambdaHandler
 from loan_service.prediction_log import (
     TRACE_NAME,
@@ -41,23 +34,25 @@ from loan_service.prediction_log import (
     PredictionRecord,
 )
 from loan_service.service import PredictionService
-from tests.default_book import FEATURES
-from tests.faults_network import black_hole_port
-from tests.serving_fixtures import (
-    MIDDLING_LOAN,
-    RISKY_LOAN,
-    TYPICAL_LOAN,
-    FakeLambdaContext,
+from tests.support.default_book import FEATURES
+from tests.support.events import load_project_event, response_json, shape_event
+from tests.support.faults_network import black_hole_port
+from tests.support.lambda_context import FakeLambdaContext
+from tests.support.loans import MIDDLING_LOAN, RISKY_LOAN, TYPICAL_LOAN
+from tests.support.servers import free_port, running_mlflow_server
+from tests.support.serving_fixtures import (
     build_test_handler,
-    free_port,
-    load_project_event,
     percentile,
-    response_json,
-    shape_event,
     start_uvicorn,
     stop_process,
     stopped_gracefully,
     wait_for_http,
+)
+from tools.image_emulation import (
+    EMULATED_CONTEXT_SOURCE,
+    build_image,
+    isolated_python,
+    lambda_environment,
 )
 
 pytestmark = pytest.mark.slow

@@ -9,14 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.serving_fixtures import LAMBDA_ROOT, PROJECT_EVENTS_DIR, REPO_ROOT
+from tests.support.paths import LAMBDA_ROOT, PROJECT_EVENTS_DIR, REPO_ROOT
 
 HEAVY_MODULES = ("sklearn", "scipy", "pandas", "mlflow")
 
 SERVE_ONE_PREDICTION = f"""
 import json, sys
 import main
-from tests.serving_fixtures import FakeLambdaContext, load_project_event, response_json
+from tests.support.serving_fixtures import FakeLambdaContext, load_project_event, response_json
 response = main.handler(load_project_event("apigw-http-v2-prod-stage.json"), FakeLambdaContext())
 loaded = sorted({{name.split(".")[0] for name in sys.modules}} & set({HEAVY_MODULES!r}))
 print(json.dumps({{"status": response["statusCode"], "answer": response_json(response),

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving_fixtures import (
-    TYPICAL_LOAN,
-    free_port,
+from tests.support.loans import TYPICAL_LOAN
+from tests.support.servers import free_port
+from tests.support.serving_fixtures import (
     start_uvicorn,
     stop_process,
     stopped_gracefully,

@@ -23,8 +23,8 @@ import joblib
 import numpy as np
 import pytest
 
-from bench.servers import free_port, running_mlflow_server
-from tests.faults_network import black_hole_port
+from tests.support.faults_network import black_hole_port
+from tests.support.servers import free_port, running_mlflow_server
 from training.synthesize import generate_loans, write_loans_csv
 from training.tracking import REGISTERED_MODEL_NAME, TrainingTracker
 

@@ -20,13 +20,13 @@ from bench.run import (
     errors_total,
     goals,
     headline_rows,
-    loan_rows,
     median_run,
     others_share,
     render,
     update_readme,
 )
 from bench.wrk import JSON_MARKER, LoadResult, _lua_string, parse_wrk_output, write_lua_script
+from tests.support.loans import loan_rows
 
 PROJECT_CSV = Path(__file__).resolve().parents[2] / "Data" / "Loan_Data.csv"
 

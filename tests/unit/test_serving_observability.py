@@ -16,7 +16,8 @@ from loan_service.observability import (
     readable_log_line,
 )
 from loan_service.prediction_log import DisabledPredictionLog
-from tests.serving_fixtures import FakeLambdaContext, make_settings
+from tests.support.lambda_context import FakeLambdaContext
+from tests.support.serving_fixtures import make_settings
 
 
 def emf_documents(captured: str) -> list[dict[str, Any]]:

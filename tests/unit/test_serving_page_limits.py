@@ -11,7 +11,7 @@ import re
 
 from loan_service.api.routes.web import INDEX_HTML
 from loan_service.schemas import MAX_BATCH_LOANS, ModelInfoPublic
-from tests.default_book import FEATURES
+from tests.support.default_book import FEATURES
 
 _COMMENTS = re.compile(r"/\*.*?\*/|//[^\n]*|<!--.*?-->", re.DOTALL)
 

@@ -30,7 +30,7 @@ from loan_service.prediction_log import (
     prediction_span_factory,
     token_from_secret_string,
 )
-from tests.default_book import FEATURES
+from tests.support.default_book import FEATURES
 
 RAW = np.zeros((1, 6))
 

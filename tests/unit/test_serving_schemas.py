@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from loan_service.schemas import MAX_BATCH_LOANS
-from tests.default_book import FEATURES, LoanApplication, LoanBatch
-from tests.serving_fixtures import TYPICAL_LOAN
+from tests.support.default_book import FEATURES, LoanApplication, LoanBatch
+from tests.support.loans import TYPICAL_LOAN
 
 
 def errors_for(body: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:

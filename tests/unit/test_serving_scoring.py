@@ -21,8 +21,8 @@ from loan_service.scoring import (
     loans_to_matrix,
     risk_band,
 )
-from tests.default_book import FEATURES, LoanApplication
-from tests.serving_fixtures import RISKY_LOAN, TYPICAL_LOAN
+from tests.support.default_book import FEATURES, LoanApplication
+from tests.support.loans import RISKY_LOAN, TYPICAL_LOAN
 from training.schema import DEFAULT_BOOK
 
 

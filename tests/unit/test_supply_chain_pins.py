@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.supply_chain_audit import (
+from tools.supply_chain_audit import (
     ACCEPTED_VULNERABILITIES,
     AUDITED_SETS,
     UNAUDITABLE_HERE,
@@ -119,7 +119,7 @@ def test_pip_audit_answers_are_used_and_only_for_the_pinned_version(
         "latest-pin": {"info": {"version": "3.0"}, "vulnerabilities": [{"id": "GHSA-x"}]},
         "old-pin": {"info": {"version": "9.0"}, "vulnerabilities": []},
     }
-    monkeypatch.setattr("tests.supply_chain_audit.project_json", projects.__getitem__)
+    monkeypatch.setattr("tools.supply_chain_audit.project_json", projects.__getitem__)
     pins = [
         Pin("audited", "1.0", (), Path("x")),
         Pin("latest-pin", "3.0", (), Path("x")),

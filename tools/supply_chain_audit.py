@@ -19,7 +19,7 @@ Where the advisories come from, in order:
    ``UNAUDITABLE_HERE`` with its exact version and the reason, so a version bump forces a fresh
    look.
 
-    .venv/bin/python -m tests.supply_chain_audit
+    .venv/bin/python -m tools.supply_chain_audit
 """
 
 from __future__ import annotations

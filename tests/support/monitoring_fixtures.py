@@ -15,7 +15,7 @@ import pandas as pd
 from loan_service.artifacts import ArtifactBundle, load_artifacts
 from loan_service.predictor import DefaultRiskModel, load_probability_model
 from loan_service.scoring import risk_band
-from tests.default_book import FEATURES
+from tests.support.default_book import FEATURES
 
 REASON_COLUMNS = [f"reason_{n}_code" for n in range(1, 5)]
 

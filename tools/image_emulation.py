@@ -21,8 +21,8 @@ Docker's layer cache is, so reruns take seconds; a fresh machine installs once.
 It also prints the image budgets the README carries (task root <= 250 MB uncompressed; cold start,
 process start to first response, <= 1.0 s)::
 
-    .venv/bin/python -m bench.image              # median of 7 cold starts; trains a model if needed
-    .venv/bin/python -m bench.image --runs 11 --artifacts artifacts
+    .venv/bin/python -m tools.image_emulation   # median of 7 cold starts; trains a model if needed
+    .venv/bin/python -m tools.image_emulation --runs 11 --artifacts artifacts
 """
 
 from __future__ import annotations
@@ -77,13 +77,6 @@ LAYERS_KEPT = 3
 
 TASK_ROOT_BUDGET_BYTES = 250 * 1000**2
 COLD_START_BUDGET_SECONDS = 1.0
-
-# ECS Fargate runs the same image with this entrypoint and command, as uid 1000:
-# lambda/http_server.py, uvicorn serving main:app. A test keeps these equal to the task definition's
-# (infra_cdk/fargate_service.py).
-ECS_ENTRYPOINT = ["python3", "-m", "http_server"]
-ECS_COMMAND = ["--host", "0.0.0.0", "--port", "8080"]
-ECS_USER = "1000"
 
 RESULT_MARKER = "@@emulated-image@@ "
 FUNCTION_NAME = "loan-default-emulated"
@@ -614,13 +607,13 @@ class EmulatedBuild:
         if instruction.keyword not in self.SUPPORTED:
             raise EmulationError(
                 f"Dockerfile line {instruction.line}: the emulation does not know "
-                f"{instruction.keyword}; teach bench/image.py before using it"
+                f"{instruction.keyword}; teach tools/image_emulation.py before using it"
             )
         allowed = self.SUPPORTED_FLAGS.get(instruction.keyword, frozenset())
         if unknown := sorted({name for name, _ in instruction.flags} - allowed):
             raise EmulationError(
                 f"Dockerfile line {instruction.line}: {instruction.keyword} --{unknown[0]} is not "
-                "emulated; teach bench/image.py before using it"
+                "emulated; teach tools/image_emulation.py before using it"
             )
         state.layer_inputs.append(
             f"{instruction.keyword} {instruction.flags} {instruction.arguments}"

@@ -6,24 +6,16 @@ models from the schema file, once, here (never a hand-written copy of the six fe
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from loan_service.schemas import build_request_models
+from tests.support.loans import TYPICAL_LOAN
 from training.schema import DEFAULT_BOOK
 
 FEATURES: Final[tuple[str, ...]] = DEFAULT_BOOK.feature_names
 
-EXAMPLE_LOAN: Final[dict[str, Any]] = {
-    "credit_lines_outstanding": 1,
-    "loan_amt_outstanding": 4500.0,
-    "total_debt_outstanding": 7800.0,
-    "income": 72000.0,
-    "years_employed": 5,
-    "fico_score": 640,
-}
-"""A typical approved applicant."""
 
-REQUEST_MODELS: Final = build_request_models(DEFAULT_BOOK, EXAMPLE_LOAN)
+REQUEST_MODELS: Final = build_request_models(DEFAULT_BOOK, TYPICAL_LOAN)
 LoanApplication: Final = REQUEST_MODELS.application
 LoanBatch: Final = REQUEST_MODELS.batch
 REASON_CODES: Final[dict[str, str]] = {f.name: f.reason_code for f in DEFAULT_BOOK.features}

@@ -1,4 +1,4 @@
-"""Helpers the serving tests share: sample loans, Lambda events and context, app builders.
+"""Helpers the serving tests share: settings, app and handler builders, a uvicorn process.
 
 A plain module (not a conftest): each test module imports what it uses and declares its own small
 fixtures, so it is obvious where everything comes from. Models always come from the
@@ -7,20 +7,15 @@ fixtures, so it is obvious where everything comes from. Models always come from 
 
 from __future__ import annotations
 
-import base64
-import copy
 import io
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,65 +26,7 @@ from loan_service.lambda_adapter import LambdaHandler, build_lambda_handler
 from loan_service.prediction_log import PredictionLog
 from loan_service.service import PredictionService
 from loan_service.settings import Settings
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-LAMBDA_ROOT = REPO_ROOT / "lambda"
-PROJECT_EVENTS_DIR = Path(__file__).resolve().parent / "functional" / "events"
-SHARED_EVENTS_DIR = REPO_ROOT.parent / "shared" / "events"
-
-TYPICAL_LOAN: dict[str, Any] = {
-    "credit_lines_outstanding": 1,
-    "loan_amt_outstanding": 4500.0,
-    "total_debt_outstanding": 7800.0,
-    "income": 72000.0,
-    "years_employed": 5,
-    "fico_score": 640,
-}
-# Five credit lines and debt at 62 % of income: the textbook risky applicant.
-RISKY_LOAN: dict[str, Any] = {
-    "credit_lines_outstanding": 5,
-    "loan_amt_outstanding": 6000.0,
-    "total_debt_outstanding": 25000.0,
-    "income": 40000.0,
-    "years_employed": 2,
-    "fico_score": 580,
-}
-# Every feature on the safe side of the training mean.
-SAFE_LOAN: dict[str, Any] = {
-    "credit_lines_outstanding": 0,
-    "loan_amt_outstanding": 3000.0,
-    "total_debt_outstanding": 2000.0,
-    "income": 90000.0,
-    "years_employed": 8,
-    "fico_score": 780,
-}
-# A PD strictly between 0.001 and 0.999 with the trained model: its reasons are well separated.
-MIDDLING_LOAN: dict[str, Any] = {
-    "credit_lines_outstanding": 1,
-    "loan_amt_outstanding": 4000.0,
-    "total_debt_outstanding": 12000.0,
-    "income": 45000.0,
-    "years_employed": 1,
-    "fico_score": 560,
-}
-
-
-@dataclass
-class FakeLambdaContext:
-    """The attributes the Lambda Python runtime's context object has (Powertools reads them)."""
-
-    function_name: str = "loan-default-predict"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = (
-        "arn:aws:lambda:eu-west-1:123456789012:function:loan-default-predict"
-    )
-    memory_limit_in_mb: int = 1024
-    aws_request_id: str = "6f1c0f7e-2b8e-4e7a-9d55-3f1d2c4b5a69"
-    log_group_name: str = "/aws/lambda/loan-default-predict"
-    log_stream_name: str = "2026/11/28/[$LATEST]0123456789abcdef0123456789abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+from tests.support.paths import LAMBDA_ROOT, REPO_ROOT
 
 
 def make_settings(artifact_dir: Path, **overrides: Any) -> Settings:
@@ -132,82 +69,6 @@ def build_test_handler(
 ) -> tuple[LambdaHandler, PredictionService]:
     app, service = build_test_app(artifact_dir, log_stream=log_stream, **overrides)
     return build_lambda_handler(app, service), service
-
-
-def load_project_event(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((PROJECT_EVENTS_DIR / name).read_text())
-    return event
-
-
-def load_shared_event(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((SHARED_EVENTS_DIR / name).read_text())
-    return event
-
-
-def shape_event(
-    event: dict[str, Any],
-    method: str,
-    path: str,
-    *,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    base64_body: bool = False,
-) -> dict[str, Any]:
-    """Point a real event shape at ``method path`` with a JSON ``body`` (the shape's own keys)."""
-    shaped = copy.deepcopy(event)
-    text = None if body is None else (body if isinstance(body, str) else json.dumps(body))
-    if text is not None and base64_body:
-        shaped["body"] = base64.b64encode(text.encode()).decode()
-    else:
-        shaped["body"] = text
-    shaped["isBase64Encoded"] = bool(base64_body and text is not None)
-    new_headers = {"content-type": "application/json"} if headers is None else dict(headers)
-    context = shaped.setdefault("requestContext", {})
-    if shaped.get("version") == "2.0":  # HTTP API v2 and function URLs
-        shaped["rawPath"] = path
-        shaped["rawQueryString"] = ""
-        shaped.pop("cookies", None)
-        context.setdefault("http", {})
-        context["http"]["method"] = method
-        context["http"]["path"] = path
-        shaped["headers"] = new_headers
-    else:  # REST v1 and ALB
-        shaped["httpMethod"] = method
-        shaped["path"] = path
-        shaped["queryStringParameters"] = None
-        shaped["multiValueQueryStringParameters"] = None
-        shaped["headers"] = new_headers
-        if "multiValueHeaders" in shaped:
-            shaped["multiValueHeaders"] = {key: [value] for key, value in new_headers.items()}
-        if "httpMethod" in context:
-            context["httpMethod"] = method
-    return shaped
-
-
-def response_json(response: dict[str, Any]) -> Any:
-    body = response.get("body") or ""
-    if response.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode()
-    return json.loads(body)
-
-
-def response_header(response: dict[str, Any], name: str) -> str | None:
-    headers = {key.lower(): value for key, value in (response.get("headers") or {}).items()}
-    value = headers.get(name.lower())
-    if value is None:
-        multi = {
-            key.lower(): values for key, values in (response.get("multiValueHeaders") or {}).items()
-        }
-        values = multi.get(name.lower())
-        value = values[0] if values else None
-    return value
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def percentile(samples: list[float], fraction: float) -> float:

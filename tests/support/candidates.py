@@ -5,7 +5,7 @@ wanted for both model types. The training package's own ``TrainingConfig(candida
 same pipeline (split, statistics, calibration, ONNX parity check, manifest) with a single
 candidate, so the forced folder is a real artifact folder that serving verifies and loads.
 
-    .venv/bin/python -m bench.candidates --candidate random_forest --out /tmp/rf-artifacts
+    .venv/bin/python -m tests.support.candidates --candidate random_forest --out /tmp/rf-artifacts
 """
 
 from __future__ import annotations

@@ -24,18 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
-from bench.image import ECS_COMMAND, ECS_ENTRYPOINT
+from infra_cdk.ecs_entry import COMMAND, ENTRY_POINT
+from tests.support.loans import TYPICAL_LOAN
+from tests.support.paths import LAMBDA_ROOT, REPO_ROOT
 
-REPO_ROOT: Final = Path(__file__).resolve().parent.parent
-LAMBDA_ROOT: Final = REPO_ROOT / "lambda"
-SAMPLE_LOAN: Final[dict[str, Any]] = {
-    "credit_lines_outstanding": 1,
-    "loan_amt_outstanding": 4500.0,
-    "total_debt_outstanding": 7800.0,
-    "income": 72000.0,
-    "years_employed": 5,
-    "fico_score": 640,
-}
 READY_TIMEOUT_SECONDS: Final = 60.0
 STOP_TIMEOUT_SECONDS: Final = 30.0
 # A first start creates and migrates the SQLite schema: tens of seconds on a busy machine.
@@ -78,9 +70,9 @@ def uvicorn_command(
 
 
 def ecs_command(port: int, workers: int = 1) -> list[str]:
-    """The ECS task's entry point and command (``python3 -m http_server``, from bench.image) run by
-    this interpreter on 127.0.0.1:``port``, not 0.0.0.0:8080; ``workers`` > 1 adds ``--workers``."""
-    command = [sys.executable, *ECS_ENTRYPOINT[1:], *ECS_COMMAND]
+    """The ECS task's entry point and command (``infra_cdk.ecs_entry``) run by this interpreter
+    on 127.0.0.1:``port``, not 0.0.0.0:8080; ``workers`` > 1 adds ``--workers``."""
+    command = [sys.executable, *ENTRY_POINT[1:], *COMMAND]
     command[command.index("--host") + 1] = "127.0.0.1"
     command[command.index("--port") + 1] = str(port)
     if workers > 1:
@@ -179,7 +171,7 @@ class Server:
                     f"{self.log_text()[-4000:]}"
                 )
             try:
-                status, body = post_json(self.port, "/predict", SAMPLE_LOAN, timeout=5.0)
+                status, body = post_json(self.port, "/predict", TYPICAL_LOAN, timeout=5.0)
             except OSError as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
                 time.sleep(0.005)

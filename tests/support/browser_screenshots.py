@@ -16,7 +16,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from tests.integration.browser_harness import (
+from tests.support.browser_harness import (
     CHROMIUM_ARGS,
     CHROMIUM_PATH,
     FEATURES,

@@ -1,7 +1,7 @@
 """Pytest fixtures for the browser tests: Chromium, the live app, tabs, the ``/prod`` stage proxy.
 
 A plugin module, loaded by each browser test module with
-``pytest_plugins = ["tests.integration.browser_fixtures"]`` (kept apart from the helpers in
+``pytest_plugins = ["tests.support.browser_fixtures"]`` (kept apart from the helpers in
 ``browser_harness.py`` so pytest can rewrite the assertions here).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.integration.browser_harness import (
+from tests.support.browser_harness import (
     CHROMIUM_ARGS,
     CHROMIUM_PATH,
     DESKTOP_VIEWPORT,
