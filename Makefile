@@ -131,8 +131,8 @@ synth: install $(CDK_CLI_STAMP) $(ARTIFACT_SOURCE) ## cdk synth both stacks into
 pytest: $(CDK_CLI_STAMP)
 
 # ---- Container image: Dockerfile.lambda, proven without Docker, built and invoked with it --
-# `lambda-check` needs no Docker engine: it emulates the image build (tools/image_emulation.py) and runs the
-# task root under an isolated CPython 3.12 and the Lambda Runtime Interface Client. `lambda-image` and
+# `lambda-check` needs no Docker engine: it emulates the image build (tools/image_emulation.py) and
+# runs the task root under an isolated CPython 3.12 and the Lambda Runtime Interface Client. `lambda-image` and
 # `lambda-invoke` need a Docker engine (BuildKit/buildx) and say so where none answers.
 IMAGE ?= loan-default:latest
 PLATFORM ?= linux/amd64
@@ -193,9 +193,10 @@ run: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## fresh clone: .venv (runtime 
 # ---- Benchmarks and supply chain -------------------------------------------------------
 # `make bench`: the service against the original design in one run (bench/run.py writes
 # bench/results.md and the README's benchmark block), then the serving figures
-# (bench/serving.py) and the image budgets (tools/image_emulation.py). Every part runs even when an earlier
-# one misses a goal; the exit status says whether any did. wrk is Debian's package, installed here
-# when missing. `make bench BENCH_ARGS=--quick` is a short smoke run (no 1M-row training).
+# (bench/serving.py) and the image budgets (bench/image.py, on the emulated image of
+# tools/image_emulation.py). Every part runs even when an earlier one misses a goal; the exit
+# status says whether any did. wrk is Debian's package, installed here when missing.
+# `make bench BENCH_ARGS=--quick` is a short smoke run (no 1M-row training).
 BENCH_ARGS ?=
 .PHONY: bench bench-deps audit
 
@@ -213,7 +214,7 @@ bench: install bench-deps $(ARTIFACTS)/manifest.json ## service vs original desi
 	@status=0; \
 	$(PY) -m bench.run $(BENCH_ARGS) || status=$$?; \
 	echo; $(PY) -m bench.serving --artifacts $(ARTIFACTS) || status=$$?; \
-	echo; $(PY) -m tools.image_emulation --artifacts $(ARTIFACTS) || status=$$?; \
+	echo; $(PY) -m bench.image --artifacts $(ARTIFACTS) || status=$$?; \
 	echo; $(PY) -m bench.monitor --artifacts $(ARTIFACTS) || status=$$?; \
 	exit $$status
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from bench.image import TASK_ROOT_BUDGET_BYTES
 from infra_cdk.ecs_entry import COMMAND, ENTRY_POINT
 from tools.image_emulation import (
-    TASK_ROOT_BUDGET_BYTES,
     EmulatedImage,
     EmulationError,
     build_image,
