@@ -16,7 +16,8 @@ HEAVY_MODULES = ("sklearn", "scipy", "pandas", "mlflow")
 SERVE_ONE_PREDICTION = f"""
 import json, sys
 import main
-from tests.support.serving_fixtures import FakeLambdaContext, load_project_event, response_json
+from tests.support.events import load_project_event, response_json
+from tests.support.lambda_context import FakeLambdaContext
 response = main.handler(load_project_event("apigw-http-v2-prod-stage.json"), FakeLambdaContext())
 loaded = sorted({{name.split(".")[0] for name in sys.modules}} & set({HEAVY_MODULES!r}))
 print(json.dumps({{"status": response["statusCode"], "answer": response_json(response),
