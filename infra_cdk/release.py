@@ -51,43 +51,18 @@ HOOK_TIMEOUT: Final = Duration.minutes(2)
 HOOK_ROUNDS: Final = 3
 HOOK_SOURCE: Final = Path(release_hook.__file__)
 
+_CONFIG = codedeploy.LambdaDeploymentConfig
+_CANARY, _LINEAR = DeploymentStyle.CANARY, DeploymentStyle.LINEAR
+# CodeDeploy's predefined configurations, by (style, percent, minutes); other shapes get their own.
 _PREDEFINED: Final[dict[tuple[DeploymentStyle, int, int], codedeploy.ILambdaDeploymentConfig]] = {
-    (DeploymentStyle.CANARY, 10, 5): codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
-    (
-        DeploymentStyle.CANARY,
-        10,
-        10,
-    ): codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_10_MINUTES,
-    (
-        DeploymentStyle.CANARY,
-        10,
-        15,
-    ): codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_15_MINUTES,
-    (
-        DeploymentStyle.CANARY,
-        10,
-        30,
-    ): codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_30_MINUTES,
-    (
-        DeploymentStyle.LINEAR,
-        10,
-        1,
-    ): codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_1_MINUTE,
-    (
-        DeploymentStyle.LINEAR,
-        10,
-        2,
-    ): codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_2_MINUTES,
-    (
-        DeploymentStyle.LINEAR,
-        10,
-        3,
-    ): codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_3_MINUTES,
-    (
-        DeploymentStyle.LINEAR,
-        10,
-        10,
-    ): codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_10_MINUTES,
+    (_CANARY, 10, 5): _CONFIG.CANARY_10_PERCENT_5_MINUTES,
+    (_CANARY, 10, 10): _CONFIG.CANARY_10_PERCENT_10_MINUTES,
+    (_CANARY, 10, 15): _CONFIG.CANARY_10_PERCENT_15_MINUTES,
+    (_CANARY, 10, 30): _CONFIG.CANARY_10_PERCENT_30_MINUTES,
+    (_LINEAR, 10, 1): _CONFIG.LINEAR_10_PERCENT_EVERY_1_MINUTE,
+    (_LINEAR, 10, 2): _CONFIG.LINEAR_10_PERCENT_EVERY_2_MINUTES,
+    (_LINEAR, 10, 3): _CONFIG.LINEAR_10_PERCENT_EVERY_3_MINUTES,
+    (_LINEAR, 10, 10): _CONFIG.LINEAR_10_PERCENT_EVERY_10_MINUTES,
 }
 
 

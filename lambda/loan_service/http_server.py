@@ -41,7 +41,7 @@ import importlib.util
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -186,65 +186,62 @@ def parse_options(
         description="Serve the loan-default API with uvicorn; "
         "exit 0 after a graceful SIGTERM/SIGINT drain.",
     )
-    parser.add_argument(
-        "--host",
-        default=environ.get(ENV_SERVER_HOST, DEFAULT_SERVER_HOST),
-        help=f"address to bind (${ENV_SERVER_HOST}, default {DEFAULT_SERVER_HOST})",
+    # flag, type, environment variable, default, what it sets: each falls back the same way.
+    options: tuple[tuple[str, Callable[[str], Any], str, object, str], ...] = (
+        ("--host", str, ENV_SERVER_HOST, DEFAULT_SERVER_HOST, "address to bind"),
+        ("--port", _port, ENV_SERVER_PORT, DEFAULT_SERVER_PORT, "port to bind"),
+        ("--workers", _workers, ENV_SERVER_WORKERS, DEFAULT_SERVER_WORKERS, "worker processes"),
+        (
+            "--log-level",
+            _log_level,
+            ENV_SERVER_LOG_LEVEL,
+            DEFAULT_SERVER_LOG_LEVEL,
+            "uvicorn's log level; the service's own logger follows LOG_LEVEL",
+        ),
+        (
+            "--max-header-bytes",
+            _positive_int,
+            ENV_MAX_HEADER_BYTES,
+            DEFAULT_MAX_HEADER_BYTES,
+            "largest request head, else 431",
+        ),
+        (
+            "--request-timeout",
+            _positive_float,
+            ENV_REQUEST_TIMEOUT,
+            DEFAULT_REQUEST_TIMEOUT_SECONDS,
+            "seconds to receive a whole request, else 408",
+        ),
+        (
+            "--limit-concurrency",
+            _positive_int,
+            ENV_LIMIT_CONCURRENCY,
+            DEFAULT_LIMIT_CONCURRENCY,
+            "connections per worker before 503",
+        ),
+        (
+            "--keep-alive-timeout",
+            _positive_int,
+            ENV_KEEP_ALIVE_TIMEOUT,
+            DEFAULT_KEEP_ALIVE_TIMEOUT,
+            "seconds an idle connection stays open",
+        ),
+        (
+            "--graceful-shutdown-timeout",
+            _positive_int,
+            ENV_GRACEFUL_SHUTDOWN_TIMEOUT,
+            DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
+            "seconds in-flight requests get after SIGTERM",
+        ),
     )
-    parser.add_argument(
-        "--port",
-        type=_port,
-        default=environ.get(ENV_SERVER_PORT, str(DEFAULT_SERVER_PORT)),
-        help=f"port to bind (${ENV_SERVER_PORT}, default {DEFAULT_SERVER_PORT})",
-    )
-    parser.add_argument(
-        "--workers",
-        type=_workers,
-        default=environ.get(ENV_SERVER_WORKERS, str(DEFAULT_SERVER_WORKERS)),
-        help=f"worker processes (${ENV_SERVER_WORKERS}, default {DEFAULT_SERVER_WORKERS})",
-    )
-    parser.add_argument(
-        "--log-level",
-        type=_log_level,
-        default=environ.get(ENV_SERVER_LOG_LEVEL, DEFAULT_SERVER_LOG_LEVEL),
-        help=f"uvicorn's log level (${ENV_SERVER_LOG_LEVEL}, default {DEFAULT_SERVER_LOG_LEVEL}); "
-        "the service's own logger follows LOG_LEVEL",
-    )
-    parser.add_argument(
-        "--max-header-bytes",
-        type=_positive_int,
-        default=environ.get(ENV_MAX_HEADER_BYTES, str(DEFAULT_MAX_HEADER_BYTES)),
-        help=f"largest request head, else 431 (${ENV_MAX_HEADER_BYTES}, "
-        f"default {DEFAULT_MAX_HEADER_BYTES})",
-    )
-    parser.add_argument(
-        "--request-timeout",
-        type=_positive_float,
-        default=environ.get(ENV_REQUEST_TIMEOUT, str(DEFAULT_REQUEST_TIMEOUT_SECONDS)),
-        help=f"seconds to receive a whole request, else 408 (${ENV_REQUEST_TIMEOUT}, "
-        f"default {DEFAULT_REQUEST_TIMEOUT_SECONDS:g})",
-    )
-    parser.add_argument(
-        "--limit-concurrency",
-        type=_positive_int,
-        default=environ.get(ENV_LIMIT_CONCURRENCY, str(DEFAULT_LIMIT_CONCURRENCY)),
-        help=f"connections per worker before 503 (${ENV_LIMIT_CONCURRENCY}, "
-        f"default {DEFAULT_LIMIT_CONCURRENCY})",
-    )
-    parser.add_argument(
-        "--keep-alive-timeout",
-        type=_positive_int,
-        default=environ.get(ENV_KEEP_ALIVE_TIMEOUT, str(DEFAULT_KEEP_ALIVE_TIMEOUT)),
-        help=f"seconds an idle connection stays open (${ENV_KEEP_ALIVE_TIMEOUT}, "
-        f"default {DEFAULT_KEEP_ALIVE_TIMEOUT})",
-    )
-    parser.add_argument(
-        "--graceful-shutdown-timeout",
-        type=_positive_int,
-        default=environ.get(ENV_GRACEFUL_SHUTDOWN_TIMEOUT, str(DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT)),
-        help=f"seconds in-flight requests get after SIGTERM (${ENV_GRACEFUL_SHUTDOWN_TIMEOUT}, "
-        f"default {DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT})",
-    )
+    for flag, kind, env, default, what in options:
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=environ.get(env, str(default)),
+            help=f"{what} (${env}, default {shown})",
+        )
     parser.add_argument(
         "--no-access-log",
         dest="access_log",

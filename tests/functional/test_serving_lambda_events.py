@@ -16,6 +16,9 @@ import pytest
 from loan_service.lambda_adapter import LambdaHandler
 from loan_service.service import PredictionService
 from tests.support.events import (
+    PROJECT_EVENTS,
+    SHARED_EVENTS,
+    invoke,
     load_project_event,
     load_shared_event,
     response_header,
@@ -24,24 +27,7 @@ from tests.support.events import (
 )
 from tests.support.lambda_context import FakeLambdaContext
 from tests.support.loans import RISKY_LOAN, TYPICAL_LOAN
-from tests.support.paths import SHARED_EVENTS_DIR
-from tests.support.serving_fixtures import build_test_handler
-
-PROJECT_EVENTS = [
-    "apigw-http-v2-prod-stage.json",
-    "apigw-rest-v1-prod-stage.json",
-    "alb-target.json",
-    "lambda-function-url.json",
-]
-SHARED_EVENTS = [
-    "apiGatewayProxyV2Event.json",
-    "apiGatewayProxyEvent.json",
-    "albEvent.json",
-    "lambdaFunctionUrlEvent.json",
-]
-needs_shared_events = pytest.mark.skipif(
-    not SHARED_EVENTS_DIR.is_dir(), reason=f"{SHARED_EVENTS_DIR} is absent"
-)
+from tests.support.serving_fixtures import build_test_handler, needs_shared_events
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +38,6 @@ def lambda_handler(trained_artifacts: Path) -> tuple[LambdaHandler, PredictionSe
 @pytest.fixture
 def handler(lambda_handler: tuple[LambdaHandler, PredictionService]) -> LambdaHandler:
     return lambda_handler[0]
-
-
-def invoke(handler: LambdaHandler, event: dict[str, Any]) -> dict[str, Any]:
-    return handler(event, FakeLambdaContext())
 
 
 def assert_prediction(response: dict[str, Any]) -> dict[str, Any]:

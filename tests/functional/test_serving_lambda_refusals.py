@@ -14,32 +14,18 @@ import pytest
 from loan_service.lambda_adapter import LambdaHandler, UnsupportedEventError
 from loan_service.service import PredictionService
 from tests.support.events import (
+    PROJECT_EVENTS,
+    SHARED_EVENTS,
+    invoke,
     load_project_event,
     load_shared_event,
     response_header,
     response_json,
     shape_event,
 )
-from tests.support.lambda_context import FakeLambdaContext
 from tests.support.loans import TYPICAL_LOAN
-from tests.support.paths import SHARED_EVENTS_DIR
-from tests.support.serving_fixtures import build_test_handler, lines
+from tests.support.serving_fixtures import build_test_handler, lines, needs_shared_events
 
-PROJECT_EVENTS = [
-    "apigw-http-v2-prod-stage.json",
-    "apigw-rest-v1-prod-stage.json",
-    "alb-target.json",
-    "lambda-function-url.json",
-]
-SHARED_EVENTS = [
-    "apiGatewayProxyV2Event.json",
-    "apiGatewayProxyEvent.json",
-    "albEvent.json",
-    "lambdaFunctionUrlEvent.json",
-]
-needs_shared_events = pytest.mark.skipif(
-    not SHARED_EVENTS_DIR.is_dir(), reason=f"{SHARED_EVENTS_DIR} is absent"
-)
 SCHEDULED_EVENT: dict[str, Any] = {
     "version": "0",
     "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
@@ -103,10 +89,6 @@ def log_stream(
     stream.seek(0)
     stream.truncate()
     return stream
-
-
-def invoke(handler: LambdaHandler, event: Any) -> dict[str, Any]:
-    return handler(event, FakeLambdaContext())
 
 
 def without_content_type(event: dict[str, Any], path: str) -> dict[str, Any]:

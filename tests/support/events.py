@@ -10,10 +10,27 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+from tests.support.lambda_context import FakeLambdaContext
 from tests.support.paths import PROJECT_EVENTS_DIR, SAMPLE_EVENTS_DIR, SHARED_EVENTS_DIR
+
+# The four front doors (HTTP API v2, REST v1, ALB, function URL): the project's shapes, and AWS's
+# own samples of the same four where ../shared/events is present.
+PROJECT_EVENTS: Final = (
+    "apigw-http-v2-prod-stage.json",
+    "apigw-rest-v1-prod-stage.json",
+    "alb-target.json",
+    "lambda-function-url.json",
+)
+SHARED_EVENTS: Final = (
+    "apiGatewayProxyV2Event.json",
+    "apiGatewayProxyEvent.json",
+    "albEvent.json",
+    "lambdaFunctionUrlEvent.json",
+)
 
 
 def load_event(directory: Path, name: str) -> dict[str, Any]:
@@ -123,3 +140,8 @@ def http_api_event(path: str, body: dict[str, Any]) -> dict[str, Any]:
         "body": json.dumps(body),
         "isBase64Encoded": False,
     }
+
+
+def invoke(handler: Callable[[Any, Any], dict[str, Any]], event: Any) -> dict[str, Any]:
+    """``handler(event, context)`` as the Lambda runtime calls it, with the fake context."""
+    return handler(event, FakeLambdaContext())

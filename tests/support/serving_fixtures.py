@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 
 from loan_service.application import build_service, create_app
@@ -26,7 +27,12 @@ from loan_service.lambda_adapter import LambdaHandler, build_lambda_handler
 from loan_service.prediction_log import PredictionLog
 from loan_service.service import PredictionService
 from loan_service.settings import Settings
-from tests.support.paths import LAMBDA_ROOT, REPO_ROOT
+from tests.support.paths import LAMBDA_ROOT, REPO_ROOT, SHARED_EVENTS_DIR
+
+needs_shared_events = pytest.mark.skipif(
+    not SHARED_EVENTS_DIR.is_dir(), reason=f"{SHARED_EVENTS_DIR} is absent"
+)
+"""For tests on AWS's own sample events (../shared/events): skipped where they are absent."""
 
 
 def make_settings(artifact_dir: Path, **overrides: Any) -> Settings:
