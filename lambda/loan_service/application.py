@@ -32,7 +32,6 @@ from loan_service.middleware import (
     HeadAsGetMiddleware,
     JsonContentTypeMiddleware,
     RequestContextMiddleware,
-    SecurityHeadersMiddleware,
 )
 from loan_service.observability import Observability
 from loan_service.prediction_log import PredictionLog, build_prediction_log
@@ -101,7 +100,9 @@ def build_service(
     bundle = load_artifacts(settings.resolve_artifact_dir(source_root))
     features = bundle.manifest.book.feature_names
     assessor = build_assessor(bundle, settings)
-    shadow = build_shadow(settings, source_root, bundle.manifest.model_version, features)
+    shadow = build_shadow(
+        settings, source_root, bundle.manifest.model_version, features, log_stream
+    )
     log = (
         prediction_log
         if prediction_log is not None
@@ -144,10 +145,15 @@ def build_assessor(bundle: ArtifactBundle, settings: Settings) -> LoanAssessor:
 
 
 def build_shadow(
-    settings: Settings, source_root: Path, champion_version: str, features: tuple[str, ...]
+    settings: Settings,
+    source_root: Path,
+    champion_version: str,
+    features: tuple[str, ...],
+    log_stream: IO[str] | None = None,
 ) -> ShadowScorer | None:
     """The challenger, verified like the champion whenever the image carries one (it must take
-    the champion's features: the same requests are scored by both)."""
+    the champion's features: the same requests are scored by both). Its pairs are written to
+    the service's log stream (stdout unless given)."""
     folder = challenger_folder(settings.resolve_artifact_dir(source_root))
     if not folder.is_dir():
         if settings.shadow_sample_rate > 0:
@@ -162,7 +168,14 @@ def build_shadow(
         raise ArtifactError(f"challenger: {exc}") from exc
     if settings.shadow_sample_rate == 0:
         return None
-    return ShadowScorer(challenger, champion_version, features, settings.shadow_sample_rate)
+    return ShadowScorer(
+        challenger,
+        champion_version,
+        features,
+        settings.shadow_sample_rate,
+        service_name=settings.service_name,
+        write=None if log_stream is None else log_stream.write,
+    )
 
 
 def _server_lifespan(
@@ -199,7 +212,6 @@ def create_app(
     service = service or build_service(settings, source_root)
     manifest = service.bundle.manifest
     middleware = [
-        Middleware(SecurityHeadersMiddleware),
         Middleware(RequestContextMiddleware),
         Middleware(ExternalPathMiddleware, base_path=settings.api_base_path),
         Middleware(HeadAsGetMiddleware),

@@ -1,8 +1,8 @@
 """Pure ASGI middleware (no ``BaseHTTPMiddleware``: it costs a task and a stream per request).
 
-Outermost first: request id and timing, the external path prefix (API Gateway stage, custom-domain
-base path), the body-size cap, the JSON content-type check. Each is a few attribute lookups per
-request; the two that can refuse a request answer without reading more of it.
+Outermost first: request id, timing and security headers, the external path prefix (API Gateway
+stage, custom-domain base path), the body-size cap, the JSON content-type check. Each is a few
+attribute lookups per request; the two that can refuse a request answer without reading more.
 """
 
 from __future__ import annotations
@@ -107,15 +107,8 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-def security_headers(route_path: str) -> list[tuple[bytes, bytes]]:
-    """The headers every answer carries (unless the app set its own of the same name)."""
-    if route_path == "/":
-        policy = PAGE_CSP
-    elif route_path in DOCS_PATHS:
-        policy = DOCS_CSP
-    else:
-        policy = API_CSP
-    return [
+def _headers_with(policy: str) -> tuple[tuple[bytes, bytes], ...]:
+    return (
         (b"content-security-policy", policy.encode()),
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"no-referrer"),
@@ -123,7 +116,21 @@ def security_headers(route_path: str) -> list[tuple[bytes, bytes]]:
         # Answers carry applicant data (and errors about it): no shared or browser cache keeps
         # them. The page sets its own ``no-cache``.
         (b"cache-control", b"no-store"),
-    ]
+    )
+
+
+_PAGE_HEADERS: Final = _headers_with(PAGE_CSP)
+_DOCS_HEADERS: Final = _headers_with(DOCS_CSP)
+_API_HEADERS: Final = _headers_with(API_CSP)
+
+
+def security_headers(route_path: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers every answer carries (unless the app set its own of the same name)."""
+    if route_path == "/":
+        return _PAGE_HEADERS
+    if route_path in DOCS_PATHS:
+        return _DOCS_HEADERS
+    return _API_HEADERS
 
 
 def _relative_location(location: bytes) -> bytes:
@@ -138,41 +145,17 @@ def _relative_location(location: bytes) -> bytes:
     return relative.encode("latin-1")
 
 
-class SecurityHeadersMiddleware:
-    """Outermost: CSP (``frame-ancestors 'none'``), ``nosniff``, ``Referrer-Policy``,
-    ``Cache-Control: no-store`` on every answer, and redirects that never reflect ``Host``."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        extra = security_headers(_route_path(scope))
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                present = {key.lower() for key, _ in headers}
-                headers.extend(header for header in extra if header[0] not in present)
-                if message["status"] in _REDIRECTS:
-                    headers = [
-                        (key, _relative_location(value) if key.lower() == b"location" else value)
-                        for key, value in headers
-                    ]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
 class RequestContextMiddleware:
-    """Take the request id, echo it, stamp the start time.
+    """Outermost: take the request id, echo it, stamp the start time, and add the security
+    headers (one pass over the answer's headers for both).
 
     The id is, in this order: API Gateway's ``requestContext.requestId`` on Lambda; the client's
     ``X-Request-ID`` if it passes ``valid_request_id`` (anything else - too long, spaces, quotes,
     control characters - is never echoed nor logged); else a fresh random one.
+
+    Every answer carries CSP (``frame-ancestors 'none'``), ``nosniff``, ``Referrer-Policy`` and
+    ``Cache-Control: no-store`` (unless the app set its own of the same name), and a redirect
+    never reflects ``Host``.
 
     Also the last line of defence: an exception escaping the app is logged ONCE here, with the
     request id, and answered with the 500 JSON (Starlette's own error middleware would re-raise
@@ -197,21 +180,26 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         state["started_ns"] = time.perf_counter_ns()
         state["started_wall_ns"] = time.time_ns()
-        header = (_REQUEST_ID_BYTES, request_id.encode())
+        added = ((_REQUEST_ID_BYTES, request_id.encode()), *security_headers(_route_path(scope)))
         response_started = False
 
-        async def send_with_request_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal response_started
             if message["type"] == "http.response.start":
                 response_started = True
                 headers = list(message.get("headers", ()))
-                if not any(key.lower() == _REQUEST_ID_BYTES for key, _ in headers):
-                    headers.append(header)
+                present = {key.lower() for key, _ in headers}
+                headers.extend(header for header in added if header[0] not in present)
+                if message["status"] in _REDIRECTS:
+                    headers = [
+                        (key, _relative_location(value) if key.lower() == b"location" else value)
+                        for key, value in headers
+                    ]
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_request_id)
+            await self.app(scope, receive, send_with_headers)
         except Exception:
             _log.exception(
                 "unhandled error answering %s %s",
@@ -220,7 +208,7 @@ class RequestContextMiddleware:
                 extra={"request_id": request_id},
             )
             if not response_started:
-                await send_error(send_with_request_id, 500, INTERNAL_ERROR_MESSAGE, request_id)
+                await send_error(send_with_headers, 500, INTERNAL_ERROR_MESSAGE, request_id)
 
 
 def _strip_prefix(path: str, prefix: str) -> bool:

@@ -49,20 +49,6 @@ def top_reasons(
     return reasons, values
 
 
-def declined_only(
-    reasons: np.ndarray, impact: np.ndarray, prediction: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The same arrays with every approved row's reasons cleared (no adverse action there)."""
-    approved = prediction == 0
-    if not approved.any():
-        return reasons, impact
-    reasons = reasons.copy()
-    impact = impact.copy()
-    reasons[approved] = NO_REASON
-    impact[approved] = np.nan
-    return reasons, impact
-
-
 @dataclass(frozen=True, slots=True)
 class ReasonCatalogue:
     """The book's reason codes and adverse-action wording, indexed by feature position."""

@@ -21,7 +21,7 @@ exposure of the expected loss - comes from the trained model's schema (``manifes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -35,7 +35,6 @@ from loan_service.reasons import (
     NO_REASON,
     REASON_MIN_LOG_ODDS,
     ReasonCatalogue,
-    declined_only,
     top_reasons,
 )
 from loan_service.schemas import PredictionAnswer, RiskBand
@@ -149,38 +148,54 @@ class LoanScorer:
         return self.model.runtime
 
     def score(self, raw: np.ndarray, explain_rows: Explain = "all") -> ScoredBlock:
-        """Every answer field for ``raw`` (n, k) float64, validated rows in feature order."""
+        """Every answer field for ``raw`` (n, k) float64, validated rows in feature order.
+
+        Reasons are ranked only for the rows that get them (``top_reasons`` is most of the array
+        work for a request of a few loans, and most applicants are approved)."""
         n_rows = raw.shape[0]
-        reasons = np.full((n_rows, MAX_REASONS), NO_REASON, dtype=np.int16)
-        reason_impact = np.full((n_rows, MAX_REASONS), np.nan, dtype=np.float64)
+        threshold = self.threshold
         if explain_rows in ("all", "declined_one_call"):
             probability, odds, impact = explain(self.model.blocks(raw))
-            reasons, reason_impact = top_reasons(impact)
-            if explain_rows == "declined_one_call":
-                reasons, reason_impact = declined_only(
-                    reasons, reason_impact, (probability >= self.threshold).astype(np.int8)
+            prediction = (probability >= threshold).astype(np.int8)
+            if explain_rows == "all":
+                reasons, reason_impact = top_reasons(impact)
+            else:
+                reasons, reason_impact = self._reasons_of(
+                    np.flatnonzero(prediction), n_rows, lambda rows: impact[rows]
                 )
         else:
-            pairs = self.model.pairs(raw)[:, None, :]
-            probability, odds, _ = explain(pairs)
-            if explain_rows == "declined":
-                declined = np.flatnonzero(probability >= self.threshold)
-                if declined.size:
-                    _, _, impact = explain(self.model.blocks(raw[declined]))
-                    reasons[declined], reason_impact[declined] = top_reasons(impact)
+            probability, odds, _ = explain(self.model.pairs(raw)[:, None, :])
+            prediction = (probability >= threshold).astype(np.int8)
+            declined = np.flatnonzero(prediction) if explain_rows == "declined" else prediction[:0]
+            reasons, reason_impact = self._reasons_of(
+                declined, n_rows, lambda rows: explain(self.model.blocks(raw[rows]))[2]
+            )
         expected_loss = None
         if self._exposure_column is not None:
             expected_loss = probability * self.loss_given_default * raw[:, self._exposure_column]
         return ScoredBlock(
             probability=probability,
             log_odds=odds,
-            prediction=(probability >= self.threshold).astype(np.int8),
-            band=band_indices(probability, self.threshold),
+            prediction=prediction,
+            band=band_indices(probability, threshold),
             expected_loss=expected_loss,
             reasons=reasons,
             reason_impact=reason_impact,
             grade=None if self.master_scale is None else self.master_scale.grade(probability),
         )
+
+    @staticmethod
+    def _reasons_of(
+        rows: np.ndarray, n_rows: int, impact_of: Callable[[np.ndarray], np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Reasons for ``rows`` (their impacts from ``impact_of(rows)``), none for the others."""
+        if rows.size == n_rows:
+            return top_reasons(impact_of(rows) if n_rows else np.empty((0, 0)))
+        reasons = np.full((n_rows, MAX_REASONS), NO_REASON, dtype=np.int16)
+        reason_impact = np.full((n_rows, MAX_REASONS), np.nan, dtype=np.float64)
+        if rows.size:
+            reasons[rows], reason_impact[rows] = top_reasons(impact_of(rows))
+        return reasons, reason_impact
 
     def reason_code_columns(self, scored: ScoredBlock) -> list[np.ndarray]:
         """One object array of codes per reason slot (None where unused): a lookup, no loop."""

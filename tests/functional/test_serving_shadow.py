@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from loan_service.artifacts import ArtifactError
 from loan_service.service import PredictionService
-from loan_service.shadow import CHALLENGER_DIR_NAME, SHADOW_EVENT, SHADOW_LOGGER
+from loan_service.shadow import CHALLENGER_DIR_NAME, SHADOW_EVENT
 from tests.support.artifacts import copy_as_challenger
 from tests.support.loans import MIDDLING_LOAN, RISKY_LOAN, SAFE_LOAN
 from tests.support.serving_fixtures import build_test_app
@@ -34,26 +32,15 @@ def with_challenger(trained_artifacts: Path, tmp_path_factory: pytest.TempPathFa
     return folder
 
 
-class PairRecorder(logging.Handler):
-    """Keeps the pair of every ``shadow`` record the shadow logger emits."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.pairs: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage() == SHADOW_EVENT:
-            self.pairs.append(record.__dict__["pair"])
-
-
-@pytest.fixture
-def recorder() -> Iterator[PairRecorder]:
-    handler = PairRecorder()
-    logger = logging.getLogger(SHADOW_LOGGER)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
+def logged_pairs(stream: io.StringIO) -> list[dict[str, Any]]:
+    """The pairs in the service's log stream, read the way ``loan-default compare`` reads a log."""
+    pairs = []
+    for line in stream.getvalue().splitlines():
+        record = json.loads(line[line.index("{") :]) if "{" in line else {}
+        if record.get("message") == SHADOW_EVENT:
+            assert record["pair"]["event"] == SHADOW_EVENT
+            pairs.append(record["pair"])
+    return pairs
 
 
 def exchange(client: TestClient, loans: tuple[dict[str, Any], ...]) -> list[bytes]:
@@ -75,19 +62,18 @@ def shadow_of(service: PredictionService) -> Any:
 
 
 def test_every_request_shadowed_gets_the_same_bytes_and_one_logged_pair_each(
-    with_challenger: Path, recorder: PairRecorder
+    with_challenger: Path,
 ) -> None:
     plain_app, _plain = build_test_app(with_challenger, log_stream=io.StringIO())
-    shadow_app, service = build_test_app(
-        with_challenger, log_stream=io.StringIO(), shadow_sample_rate=1.0
-    )
+    stream = io.StringIO()
+    shadow_app, service = build_test_app(with_challenger, log_stream=stream, shadow_sample_rate=1.0)
     with TestClient(plain_app) as plain, TestClient(shadow_app) as shadowed:
         expected = exchange(plain, LOANS)
         answered = exchange(shadowed, LOANS)
         shadow_of(service).flush()
 
     assert answered == expected
-    logged = recorder.pairs
+    logged = logged_pairs(stream)
     assert sorted(pair["request_id"] for pair in logged) == ["req-0", "req-1", "req-2", "req-batch"]
     by_id = {pair["request_id"]: pair for pair in logged}
     batch = by_id["req-batch"]
@@ -103,8 +89,9 @@ def test_every_request_shadowed_gets_the_same_bytes_and_one_logged_pair_each(
     assert shadow_of(service).counters.scored == 4
 
 
-def test_a_sampled_share_is_shadowed(with_challenger: Path, recorder: PairRecorder) -> None:
-    app, service = build_test_app(with_challenger, log_stream=io.StringIO(), shadow_sample_rate=0.3)
+def test_a_sampled_share_is_shadowed(with_challenger: Path) -> None:
+    stream = io.StringIO()
+    app, service = build_test_app(with_challenger, log_stream=stream, shadow_sample_rate=0.3)
     with TestClient(app) as client:
         for index in range(200):
             client.post("/predict", json=SAFE_LOAN, headers={"x-request-id": f"r{index}"})
@@ -112,7 +99,7 @@ def test_a_sampled_share_is_shadowed(with_challenger: Path, recorder: PairRecord
 
     counters = shadow_of(service).counters
     assert 30 <= counters.sampled <= 90
-    assert counters.scored == counters.sampled == len(recorder.pairs)
+    assert counters.scored == counters.sampled == len(logged_pairs(stream))
 
 
 def test_shadowing_off_scores_nothing_but_the_challenger_is_still_verified(

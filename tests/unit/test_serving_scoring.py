@@ -12,7 +12,6 @@ from loan_service.reasons import (
     MAX_REASONS,
     NO_REASON,
     ReasonCatalogue,
-    declined_only,
     top_reasons,
 )
 from loan_service.scoring import (
@@ -110,15 +109,6 @@ def test_top_reasons_keep_four_at_most_largest_first_and_only_above_the_cut() ->
     assert reasons.tolist() == [[1, 3, 4, 0], [NO_REASON] * 4]
     assert values[0].tolist() == [3.0, 2.0, 1.0, 0.5]
     assert np.isnan(values[1]).all()
-
-
-def test_approved_rows_get_no_adverse_action_reasons() -> None:
-    reasons = np.array([[1, 2, -1, -1], [0, -1, -1, -1]], dtype=np.int16)
-    values = np.array([[2.0, 1.0, np.nan, np.nan], [0.5, np.nan, np.nan, np.nan]])
-    kept, kept_values = declined_only(reasons, values, np.array([1, 0], dtype=np.int8))
-    assert kept.tolist() == [[1, 2, -1, -1], [-1, -1, -1, -1]]
-    assert np.isnan(kept_values[1]).all()
-    assert reasons[1, 0] == 0  # the input is not modified
 
 
 def test_each_risk_band_has_its_own_message_so_message_never_contradicts_the_band() -> None:
