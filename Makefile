@@ -192,7 +192,7 @@ run: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## fresh clone: .venv (runtime 
 
 # ---- Benchmarks and supply chain -------------------------------------------------------
 # `make bench`: the service against the original design in one run (bench/run.py writes
-# bench/results.md and the README's benchmark block), then the serving figures
+# bench/results.md, the one place measured figures live), then the serving figures
 # (bench/serving.py) and the image budgets (bench/image.py, on the emulated image of
 # tools/image_emulation.py). Every part runs even when an earlier one misses a goal; the exit
 # status says whether any did. wrk is Debian's package, installed here when missing.

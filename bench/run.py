@@ -17,8 +17,8 @@ Sections, each printed as a table and written to ``bench/results.md``:
 * Training: wall time of ``python -m training`` on the reference data and on 1,000,000 synthetic
   rows.
 
-The README's "Benchmarks and robustness" block is rewritten from the same figures (only the lines
-between its two markers). Exit status: 1 when a request failed or a goal was missed, else 0.
+Every figure lives in that one file; the docs link to it. Exit status: 1 when a request failed or
+a goal was missed, else 0.
 
     .venv/bin/python -m bench.run                 # everything (what `make bench` runs)
     .venv/bin/python -m bench.run --quick         # smoke run: short loads, 100k rows, no 1M
@@ -64,9 +64,6 @@ from tests.support.servers import (
 REFERENCE_DATA: Final = REPO_ROOT.parent / "shared" / "data" / "Loan_Data.csv"
 RESULTS_FILE: Final = REPO_ROOT / "bench" / "results.md"
 QUICK_RESULTS_FILE: Final = Path(tempfile.gettempdir()) / "loan-bench-results-quick.md"
-README_FILE: Final = REPO_ROOT / "README.md"
-README_START: Final = "<!-- bench:start (written by `make bench`; edit bench/run.py instead) -->"
-README_END: Final = "<!-- bench:end -->"
 ROTATING_LOANS: Final = 64
 BATCH_SIZE: Final = 1000
 WARMUP_SECONDS: Final = 2
@@ -94,14 +91,13 @@ class BenchConfig:
     train_large: bool = True
     server_cpus: str | None = None
     load_cpus: str | None = None
-    update_readme: bool = True
     results_file: Path = RESULTS_FILE
     command: str = ""
 
 
 @dataclass
 class Results:
-    """Everything measured; rendered to the terminal table, results.md and the README block."""
+    """Everything measured; rendered to the terminal table and results.md."""
 
     facts: dict[str, Any] = field(default_factory=dict)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -618,7 +614,7 @@ def errors_total(results: Results) -> int:
 
 
 def headline_rows(results: Results) -> list[tuple[str, str, str, str]]:
-    """(figure, service, original design, ratio) for the README and the top of results.md."""
+    """(figure, service, original design, ratio) for the top of results.md."""
     rows: list[tuple[str, str, str, str]] = []
     service_key = next((k for k in results.http if k.startswith("service/")), None)
     reference = results.http.get("reference")
@@ -830,51 +826,6 @@ def render(results: Results, config: BenchConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_block(results: Results) -> str:
-    """The README's figures: headline table, throughput goal, handler and batch in one line."""
-    facts = results.facts
-    contention = "; measured under contention (see the file)" if facts["contended"] else ""
-    lines = [
-        README_START,
-        f"Measured by `make bench` on {facts['date']}: {facts['nproc']} cores `{facts['arch']}`, "
-        f"Python {facts['python']}{contention}.",
-        "Every figure, and how it was taken: [bench/results.md](bench/results.md).",
-        "",
-        "| headline (one run) | service | original design | ratio |",
-        "|---|---:|---:|---:|",
-    ]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in headline_rows(results)]
-    lines.append("")
-    for name, met, figure in goals(results):
-        if name.startswith(THROUGHPUT_GOAL):
-            lines.append(f"Goal, {name}: {'met' if met else '**missed**'} ({figure}).")
-    if results.handler:
-        lines.append(
-            f"Lambda handler in process: p50 {results.handler['p50_us']:.0f} us, "
-            f"p99 {results.handler['p99_us']:.0f} us for one prediction."
-        )
-    batch_parts = [
-        f"{name.replace('_', ' ')} {_rps(batch.requests_per_second * BATCH_SIZE)} rows/s"
-        for name, batch in results.batch_http.items()
-    ]
-    if batch_parts:
-        lines.append(f"`/predict/batch` (1000-loan bodies): {', '.join(batch_parts)}.")
-    lines.append(README_END)
-    return "\n".join(lines)
-
-
-def update_readme(results: Results, readme: Path = README_FILE) -> bool:
-    """Rewrite only the lines between the markers; False when the README has no markers."""
-    text = readme.read_text(encoding="utf-8")
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        return False
-    readme.write_text(
-        text[:start] + readme_block(results) + text[end + len(README_END) :], encoding="utf-8"
-    )
-    return True
-
-
 # ---- entry point ---------------------------------------------------------------------------------
 
 
@@ -907,7 +858,6 @@ def parse_config(argv: Sequence[str] | None) -> BenchConfig:
         help=f"where to write the markdown (default {RESULTS_FILE.relative_to(REPO_ROOT)}; "
         "--quick writes to the temp folder)",
     )
-    parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     args = parser.parse_args(argv)
     given = list(argv if argv is not None else sys.argv[1:])
     if os.environ.get("MAKELEVEL"):  # started by `make bench`
@@ -926,7 +876,6 @@ def parse_config(argv: Sequence[str] | None) -> BenchConfig:
             train_large=False,
             server_cpus=args.server_cpus,
             load_cpus=args.load_cpus,
-            update_readme=False,
             results_file=args.results or QUICK_RESULTS_FILE,
             command=command,
         )
@@ -941,7 +890,6 @@ def parse_config(argv: Sequence[str] | None) -> BenchConfig:
         train_large=not args.skip_large_training,
         server_cpus=args.server_cpus,
         load_cpus=args.load_cpus,
-        update_readme=not args.no_readme,
         results_file=args.results or RESULTS_FILE,
         command=command,
     )
@@ -994,8 +942,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     say("\n" + markdown)
     config.results_file.write_text(markdown, encoding="utf-8")
     say(f"wrote {config.results_file}")
-    if config.update_readme and update_readme(results):
-        say("updated the README's benchmark block")
     failed_requests = errors_total(results)
     missed = [name for name, met, _ in goals(results) if not met]
     if failed_requests:

@@ -122,7 +122,7 @@ class FargateService(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(expiration=Duration.days(settings.alb_log_retention_days))
             ],
-            # Access logs are audit evidence: they outlive the stack (see the README teardown).
+            # Access logs are audit evidence: they outlive the stack (docs/deployment.md: Teardown).
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.load_balancer = elbv2.ApplicationLoadBalancer(

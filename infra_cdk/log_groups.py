@@ -45,5 +45,5 @@ def retention(days: int) -> logs.RetentionDays:
 
 
 def log_group(scope: Construct, construct_id: str, *, retention_days: int) -> logs.LogGroup:
-    """A log group that expires its events; kept on stack deletion (see the README teardown)."""
+    """A log group that expires its events; kept on stack deletion (docs/deployment.md)."""
     return logs.LogGroup(scope, construct_id, retention=retention(retention_days))

@@ -3,7 +3,7 @@
 REST rather than HTTP API because the auth options (API keys bound to usage plans, per-client
 throttling and quotas), WAF association and execution logging exist only on REST APIs; HTTP
 APIs are cheaper ($1.00 vs $3.50 per million) and a little faster, but would leave the
-prediction routes with IAM/JWT only. The README carries the full comparison.
+prediction routes with IAM/JWT only. docs/decisions.md carries the full comparison.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ its own MLflow trace: the request's inputs and outputs, its start and end, the t
   a POST, ``log_spans``, run in this thread (so the store's CPU work is this process's).
 
 MLflow's own per-trace export costs two HTTP calls and two database transactions per trace; this
-costs one of each per batch, and the store's per-trace work is what remains (README: capacity).
+costs one of each per batch, and the store's per-trace work is what remains (docs/serving.md).
 MLflow's exporter, tracer provider and async queue are not used at all. A URI whose store cannot
 ingest spans (a ``./mlruns`` folder) turns logging off with one error line.
 

@@ -1,7 +1,8 @@
 """Every setting the service reads, and the one place that names its environment variables.
 
-The constants below are the documented interface (README "Serving"); ``Settings`` reads them once
-at import of ``main``. Tests build ``Settings(...)`` directly instead of mutating ``os.environ``.
+The constants below are the documented interface (docs/serving.md, Environment); ``Settings``
+reads them once at import of ``main``. Tests build ``Settings(...)`` directly instead of
+mutating ``os.environ``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Regenerate the README's screenshots of the page: ``make screenshots``.
+"""Regenerate the docs' screenshots of the page: ``make screenshots``.
 
 The page is shown as a user sees it: the real app on a real trained model, the example loan scored,
 and a small CSV file scored below it. Desktop is 1280 px wide, phone 390 px (an iPhone 12-15).

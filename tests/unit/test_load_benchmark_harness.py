@@ -1,4 +1,4 @@
-"""The benchmark's machinery, offline: wrk's script and report, the results file, the README block.
+"""The benchmark's machinery, offline: wrk's script and report, the results file.
 
 ``make bench`` runs for a long time before it writes anything; a slip in its report code would
 throw all of that away at the very end, so the rendering is tested here on synthetic figures.
@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 
 from bench.run import (
-    README_END,
-    README_START,
     BenchConfig,
     CpuSample,
     Results,
@@ -23,7 +21,6 @@ from bench.run import (
     median_run,
     others_share,
     render,
-    update_readme,
 )
 from bench.wrk import JSON_MARKER, LoadResult, _lua_string, parse_wrk_output, write_lua_script
 from tests.support.loans import loan_rows
@@ -214,26 +211,6 @@ def test_a_run_with_missing_sections_still_renders() -> None:
     assert "## Cold start" not in text
     assert "## Batch throughput" not in text
     assert "## HTTP" in text
-
-
-def test_the_readme_block_is_replaced_between_its_markers_only(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\n\nbefore\n{README_START}\nold figures\n{README_END}\nafter\n")
-    assert update_readme(full_results(), readme)
-    text = readme.read_text()
-    assert text.startswith("# Title\n\nbefore\n")
-    assert text.endswith(f"{README_END}\nafter\n")
-    assert "old figures" not in text
-    assert "**30.0x**" in text
-    assert "Goal, HTTP throughput >= 25x the original design: met (30.0x)." in text
-    assert text.count(README_START) == 1
-
-
-def test_a_readme_without_markers_is_left_alone(tmp_path: Path) -> None:
-    readme = tmp_path / "README.md"
-    readme.write_text("# Title\n")
-    assert not update_readme(full_results(), readme)
-    assert readme.read_text() == "# Title\n"
 
 
 def test_cpu_taken_by_others_is_machine_busy_time_minus_our_own() -> None:
