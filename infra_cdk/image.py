@@ -111,10 +111,13 @@ class ServiceImage(Construct):
         """The content hash that tags the image in the bootstrap ECR repository."""
         return self.asset.asset_hash
 
-    def lambda_code(self) -> lambda_.DockerImageCode:
-        """The image for a ``DockerImageFunction`` (its CMD is ``main.handler``)."""
+    def lambda_code(self, handler: str | None = None) -> lambda_.DockerImageCode:
+        """The image for a ``DockerImageFunction``: its CMD is ``main.handler``, or ``handler``
+        (another entry module of the same image)."""
         return lambda_.DockerImageCode.from_ecr(
-            self.asset.repository, tag_or_digest=self.asset.image_tag
+            self.asset.repository,
+            tag_or_digest=self.asset.image_tag,
+            cmd=None if handler is None else [handler],
         )
 
     def container_image(self) -> ecs.ContainerImage:

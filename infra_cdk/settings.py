@@ -37,6 +37,8 @@ _CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificat
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -100,6 +102,10 @@ class Settings:
     mean_pd_margin: float = 0.03
     behaviour_min_predictions: int = 100
     shadow_sample_rate: float = 0.0  # share the image's challenger also scores (both front doors)
+    # Scheduled stability check (PSI/CSI from the service's logs; serverless stack)
+    stability_schedule: str = "rate(1 day)"
+    stability_window_hours: int = 24
+    stability_alarm_email: str | None = None
     # Fargate stack
     vpc_id: str | None = None
     nat_gateways: int = 1
@@ -183,6 +189,11 @@ class Settings:
             shadow_sample_rate=reader.fraction(
                 "shadow_sample_rate", defaults.shadow_sample_rate, inclusive=True
             ),
+            stability_schedule=reader.text("stability_schedule") or defaults.stability_schedule,
+            stability_window_hours=reader.integer(
+                "stability_window_hours", defaults.stability_window_hours
+            ),
+            stability_alarm_email=reader.text("stability_alarm_email"),
             vpc_id=reader.text("vpc_id"),
             nat_gateways=reader.integer("nat_gateways", defaults.nat_gateways),
             certificate_arn=reader.text("certificate_arn"),
@@ -260,6 +271,22 @@ class Settings:
             f"{self.latency_p99_budget_ms}",
         )
         _check(self.behaviour_min_predictions >= 1, "behaviour_min_predictions", "must be >= 1")
+        _check(
+            bool(_SCHEDULE.match(self.stability_schedule)),
+            "stability_schedule",
+            "expected an EventBridge schedule such as 'rate(1 day)' or 'cron(0 6 * * ? *)', "
+            f"got {self.stability_schedule!r}",
+        )
+        _check(
+            1 <= self.stability_window_hours <= 24 * 14,
+            "stability_window_hours",
+            f"must be 1..336 hours, got {self.stability_window_hours}",
+        )
+        _check(
+            self.stability_alarm_email is None or bool(_EMAIL.match(self.stability_alarm_email)),
+            "stability_alarm_email",
+            f"expected an e-mail address, got {self.stability_alarm_email!r}",
+        )
         _check(self.throttle_rate_limit >= 1, "throttle_rate_limit", "must be >= 1 request/s")
         _check(
             self.throttle_burst_limit >= self.throttle_rate_limit,

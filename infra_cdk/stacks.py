@@ -1,4 +1,5 @@
-"""The two deployable stacks. Each composes the shared image construct with one front door.
+"""The two deployable stacks. Each composes the shared image construct with one front door (the
+serverless one also with the scheduled stability check, which reads that function's logs).
 
 They are independent (no cross-stack references): deploy either, or both. Both create the image
 construct with the same properties, so the asset hash - and the pushed image - is shared.
@@ -16,6 +17,7 @@ from infra_cdk.fargate_service import FargateService
 from infra_cdk.image import ServiceImage
 from infra_cdk.serverless_api import ServerlessApi
 from infra_cdk.settings import Settings
+from infra_cdk.stability_monitor import StabilityMonitor
 
 
 class ServerlessStack(Stack):
@@ -39,6 +41,13 @@ class ServerlessStack(Stack):
             architecture=settings.architecture,
         )
         self.api = ServerlessApi(self, "Serverless", image=self.image, settings=settings)
+        self.stability = StabilityMonitor(
+            self,
+            "Stability",
+            image=self.image,
+            service_log_group=self.api.function_log_group,
+            settings=settings,
+        )
         CfnOutput(
             self,
             "ApiUrl",
@@ -53,6 +62,12 @@ class ServerlessStack(Stack):
                 description="aws apigateway get-api-key --include-value --api-key <id>",
             )
         CfnOutput(self, "FunctionName", value=self.api.function.function_name)
+        CfnOutput(
+            self,
+            "StabilityAlarmTopic",
+            value=self.stability.topic.topic_arn,
+            description="Subscribe for the PSI/CSI alarms (investigate 0.10, significant 0.25)",
+        )
 
 
 class FargateStack(Stack):

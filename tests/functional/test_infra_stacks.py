@@ -27,6 +27,8 @@ from infra_cdk.ecs_entry import COMMAND, CONTAINER_USER, ENTRY_POINT
 from infra_cdk.image import MissingArtifactsError
 from infra_cdk.nag import recorded_acknowledgements
 from infra_cdk.settings import SettingsError
+from infra_cdk.stability_monitor import HANDLER as STABILITY_HANDLER
+from infra_cdk.stability_monitor import NAMESPACE as STABILITY_NAMESPACE
 from tests.support.cfn_lint import lint_errors_and_warnings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -110,15 +112,31 @@ def only_resource(template: dict[str, Any], resource_type: str) -> dict[str, Any
     return next(iter(found.values()))
 
 
-def service_function(template: dict[str, Any]) -> dict[str, Any]:
-    """The service's container-image function (the stack's other function is the release hook)."""
-    found = {
+def image_functions(template: dict[str, Any], handler: str | None) -> dict[str, dict[str, Any]]:
+    """Container-image functions with this CMD override (None: the image's own, main.handler)."""
+    return {
         logical_id: resource
         for logical_id, resource in resources_of(template, "AWS::Lambda::Function").items()
         if resource["Properties"].get("PackageType") == "Image"
+        and resource["Properties"].get("ImageConfig", {}).get("Command", [None])[0] == handler
     }
-    assert len(found) == 1, f"expected one image function, found {sorted(found)}"
-    return next(iter(found.values()))
+
+
+def service_function_id(template: dict[str, Any]) -> str:
+    """The service's function (the others: the release hook and the stability check)."""
+    found = image_functions(template, None)
+    assert len(found) == 1, f"expected one service function, found {sorted(found)}"
+    return next(iter(found))
+
+
+def service_function(template: dict[str, Any]) -> dict[str, Any]:
+    resource: dict[str, Any] = template["Resources"][service_function_id(template)]
+    return resource
+
+
+def stability_function(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    (found,) = image_functions(template, STABILITY_HANDLER).items()
+    return found
 
 
 def rest_routes(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -208,6 +226,9 @@ def tuned_app(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> S
         max_tasks="6",
         cpu_target_percent="50",
         requests_per_target="12000",
+        stability_schedule="cron(0 6 * * ? *)",
+        stability_window_hours="6",
+        stability_alarm_email="risk-team@example.com",
     )
 
 
@@ -563,7 +584,9 @@ def test_auth_none_leaves_predict_open_without_key_or_signature(open_app: Synthe
 def test_lambda_permissions_are_scoped_to_each_route(default_app: Synthesized) -> None:
     permissions = resources_of(default_app.serverless_json, "AWS::Lambda::Permission")
     suffixes = sorted(
-        json.dumps(p["Properties"]["SourceArn"]).rsplit('"', 2)[-2] for p in permissions.values()
+        json.dumps(p["Properties"]["SourceArn"]).rsplit('"', 2)[-2]
+        for p in permissions.values()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
     )
     assert suffixes == ["/GET/", "/GET/*", "/POST/predict", "/POST/predict/batch"]
 
@@ -856,6 +879,8 @@ _RESOURCE_STAR_ALLOWED = {
     "ecr:GetAuthorizationToken",
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
+    "logs:GetQueryResults",
+    "cloudwatch:PutMetricData",  # only with a cloudwatch:namespace condition (checked below)
 }
 # AWS-managed policies that remain, each with its reason.
 _MANAGED_POLICIES_ALLOWED = {
@@ -894,6 +919,8 @@ def test_no_policy_grants_wildcard_actions_or_resources_beyond_aws_limits(
                 assert not action.endswith(":*"), statement
             if statement.get("Resource") == "*":
                 assert set(actions) <= _RESOURCE_STAR_ALLOWED, statement
+                if "cloudwatch:PutMetricData" in actions:
+                    assert statement["Condition"]["StringEquals"]["cloudwatch:namespace"], statement
         for role in resources_of(template, "AWS::IAM::Role").values():
             for arn in role["Properties"].get("ManagedPolicyArns", []):
                 assert json.dumps(arn).rsplit("/", 1)[-1].split('"')[0] in (
@@ -1049,10 +1076,13 @@ def logical_id(template: dict[str, Any], resource_type: str) -> str:
 
 
 def alarms_by_metric(template: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """``{metric name or expression: (logical id, properties)}`` of every alarm."""
+    """``{metric name or expression: (logical id, properties)}`` of every release alarm (the
+    stability check's PSI/CSI alarms are not deployment alarms)."""
     found = {}
     for alarm_id, alarm in resources_of(template, "AWS::CloudWatch::Alarm").items():
         properties = alarm["Properties"]
+        if properties.get("Namespace") == STABILITY_NAMESPACE:
+            continue
         key = properties.get("MetricName") or next(
             m["Expression"] for m in properties["Metrics"] if "Expression" in m
         )
@@ -1075,11 +1105,7 @@ def test_api_gateway_invokes_the_live_alias_of_the_published_version_never_lates
     template = default_app.serverless_json
     version_id = logical_id(template, "AWS::Lambda::Version")
     alias_id = logical_id(template, "AWS::Lambda::Alias")
-    function_id = next(
-        logical
-        for logical, resource in resources_of(template, "AWS::Lambda::Function").items()
-        if resource["Properties"].get("PackageType") == "Image"
-    )
+    function_id = service_function_id(template)
     version = template["Resources"][version_id]
     alias = template["Resources"][alias_id]["Properties"]
 
@@ -1092,7 +1118,8 @@ def test_api_gateway_invokes_the_live_alias_of_the_published_version_never_lates
     assert alias["FunctionVersion"] == {"Fn::GetAtt": [version_id, "Version"]}
     assert "ProvisionedConcurrencyConfig" not in alias
     for permission in resources_of(template, "AWS::Lambda::Permission").values():
-        assert permission["Properties"]["FunctionName"] == {"Ref": alias_id}
+        if permission["Properties"]["Principal"] == "apigateway.amazonaws.com":
+            assert permission["Properties"]["FunctionName"] == {"Ref": alias_id}
     for method in rest_routes(template).values():
         assert f'{{"Ref": "{function_id}"}}' not in json.dumps(method["Integration"]["Uri"])
 
@@ -1317,3 +1344,143 @@ def test_cfn_lint_finds_no_errors_in_any_synthesized_variant(
     ]
     errors, _warnings = lint_errors_and_warnings(templates)
     assert errors == [], json.dumps(errors, indent=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The scheduled stability check: same image, its own handler, least privilege, alarms to SNS.
+
+
+def test_the_stability_check_runs_the_same_image_on_a_daily_schedule_over_the_service_logs(
+    default_app: Synthesized,
+) -> None:
+    template = default_app.serverless_json
+    function_id, function = stability_function(template)
+    properties = function["Properties"]
+    assert image_tag(properties["Code"]["ImageUri"]) == image_tag(
+        service_function(template)["Properties"]["Code"]["ImageUri"]
+    )
+    assert properties["ImageConfig"] == {"Command": ["monitor_handler.handler"]}
+    service_logs = service_function(template)["Properties"]["LoggingConfig"]["LogGroup"]
+    environment = properties["Environment"]["Variables"]
+    assert environment["SERVICE_LOG_GROUP"] == service_logs
+    assert environment["STABILITY_WINDOW_HOURS"] == "24"
+    assert environment["STABILITY_METRICS_NAMESPACE"] == "LoanDefault/Stability"
+    assert properties["LoggingConfig"]["LogGroup"] != service_logs  # its own log group
+    (rule,) = resources_of(template, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 day)"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    (invoke,) = [
+        p
+        for p in resources_of(template, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "events.amazonaws.com"
+    ]
+    assert invoke["Properties"]["FunctionName"] == {"Fn::GetAtt": [function_id, "Arn"]}
+
+
+def test_the_stability_role_queries_only_the_service_logs_and_publishes_only_its_namespace(
+    default_app: Synthesized,
+) -> None:
+    template = default_app.serverless_json
+    _, function = stability_function(template)
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    role = template["Resources"][role_id]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    assert "Policies" not in role
+    (policy,) = [
+        p
+        for p in resources_of(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    service_logs = service_function(template)["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    own_logs = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    assert [(s["Action"], s["Resource"], s.get("Condition")) for s in statements] == [
+        (["logs:CreateLogStream", "logs:PutLogEvents"], {"Fn::GetAtt": [own_logs, "Arn"]}, None),
+        ("logs:StartQuery", {"Fn::GetAtt": [service_logs, "Arn"]}, None),
+        ("logs:GetQueryResults", "*", None),
+        (
+            "cloudwatch:PutMetricData",
+            "*",
+            {"StringEquals": {"cloudwatch:namespace": "LoanDefault/Stability"}},
+        ),
+    ]
+    reasons = [
+        a.reason
+        for a in recorded_acknowledgements(default_app.app)
+        if a.construct_path.endswith("Stability/Role")
+    ]
+    assert len(reasons) == 1
+    assert "no resource-level permissions" in reasons[0]
+
+
+def test_psi_and_csi_alarm_at_the_monitor_verdict_thresholds_into_an_encrypted_topic(
+    default_app: Synthesized, project_root: Path
+) -> None:
+    from loan_service.stability import SIGNIFICANT_FROM, STABLE_BELOW
+
+    template = default_app.serverless_json
+    manifest = manifest_of(project_root)
+    version = {"Name": "model_version", "Value": manifest["model_version"]}
+    topic_id = logical_id(template, "AWS::SNS::Topic")
+    found: dict[tuple[str, str | None], list[float]] = {}
+    for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values():
+        properties = alarm["Properties"]
+        if properties.get("Namespace") != "LoanDefault/Stability":
+            continue
+        assert properties["AlarmActions"] == [{"Ref": topic_id}]
+        assert properties["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert properties["TreatMissingData"] == "notBreaching"
+        assert properties["Statistic"] == "Maximum"
+        assert version in properties["Dimensions"]
+        feature = next(
+            (d["Value"] for d in properties["Dimensions"] if d["Name"] == "feature"), None
+        )
+        found.setdefault((properties["MetricName"], feature), []).append(properties["Threshold"])
+    expected = {("ScorePSI", None)} | {("FeatureCSI", name) for name in manifest["features"]}
+    assert set(found) == expected
+    for thresholds in found.values():
+        assert sorted(thresholds) == [STABLE_BELOW, SIGNIFICANT_FROM]
+
+    topic = template["Resources"][topic_id]["Properties"]
+    key_id = topic["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    key = template["Resources"][key_id]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    grants = [
+        s
+        for s in key["KeyPolicy"]["Statement"]
+        if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert grants
+    assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(grants[0]["Action"])
+    (topic_policy,) = resources_of(template, "AWS::SNS::TopicPolicy").values()
+    (deny,) = topic_policy["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    default_app.serverless.resource_count_is("AWS::SNS::Subscription", 0)
+
+
+def test_the_schedule_window_and_an_alarm_e_mail_come_from_context(tuned_app: Synthesized) -> None:
+    template = tuned_app.serverless_json
+    _, function = stability_function(template)
+    assert function["Properties"]["Environment"]["Variables"]["STABILITY_WINDOW_HOURS"] == "6"
+    (rule,) = resources_of(template, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "cron(0 6 * * ? *)"
+    (subscription,) = resources_of(template, "AWS::SNS::Subscription").values()
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["Endpoint"] == "risk-team@example.com"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("stability_schedule", "daily", "expected an EventBridge schedule"),
+        ("stability_window_hours", "0", "must be 1..336 hours"),
+        ("stability_alarm_email", "risk-team", "expected an e-mail address"),
+    ],
+)
+def test_bad_stability_context_is_refused_naming_the_key(
+    project_root: Path, tmp_path: Path, key: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=f"context '{key}': {message}"):
+        synthesize(project_root, tmp_path, **{key: value})

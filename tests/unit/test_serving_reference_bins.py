@@ -16,46 +16,17 @@ from loan_service.reference_bins import (
     insights_field,
 )
 from loan_service.stability import Reference
-from training.reference import build_reference, category_reference, numeric_reference
-
-PURPOSES = ("car", "education", "home")
+from tests.support.monitoring_fixtures import PURPOSES, synthetic_book, synthetic_reference
 
 
 @pytest.fixture(scope="module")
 def book() -> BookSchema:
-    return BookSchema.from_table(
-        {
-            "target": {"column": "default", "default_value": 1},
-            "features": {
-                "income": {"type": "number", "reason_code": "IN", "reason": "Income"},
-                "purpose": {
-                    "type": "category",
-                    "values": list(PURPOSES),
-                    "reason_code": "PU",
-                    "reason": "Purpose",
-                },
-                "fico_score": {"type": "integer", "reason_code": "FI", "reason": "FICO"},
-            },
-        }
-    )
+    return synthetic_book()
 
 
 @pytest.fixture(scope="module")
 def reference() -> Reference:
-    """A reference built by training's own code; the purpose bins in another order than the book
-    (the counter must map book codes to reference bins, not assume they coincide)."""
-    rng = np.random.default_rng(7)
-    raw = build_reference(
-        model_version="v-bins",
-        probability=rng.beta(1, 6, 4000),
-        grade_shares=[0.5, 0.5],
-        features={
-            "income": numeric_reference(rng.lognormal(11, 0.4, 4000)),
-            "purpose": category_reference(rng.choice(PURPOSES, 4000), ["home", "car", "education"]),
-            "fico_score": numeric_reference(rng.integers(300, 851, 4000).astype(float)),
-        },
-    )
-    return Reference.from_json(raw)
+    return synthetic_reference()
 
 
 def rows(n: int, seed: int, reference: Reference) -> tuple[np.ndarray, np.ndarray]:
