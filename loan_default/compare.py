@@ -4,15 +4,27 @@ Inputs, either
 
 * two scored files (``loan-default score`` output, CSV or Parquet): the same loans in the same
   order, each with ``probability`` and ``prediction`` (and ``grade`` where grades exist); or
-* one file of logged shadow pairs (``.jsonl``/``.log``: the service's ``shadow`` log lines, or
-  the bare pair records), where A is the champion and B the challenger of each request.
+* one file of logged shadow pairs (``.jsonl``/``.log``: the service's ``shadow`` log lines, as
+  exported, or the bare pair records), where A is the champion and B the challenger of each
+  request.
 
 Figures: agreement rate of the decisions; swap-ins (declined by A, approved by B) and swap-outs
 (approved by A, declined by B); PSI between the two score distributions (bins from A's deciles,
 widened to fixed PD bins where A's scores are too concentrated for deciles); the grade migration
-matrix; and with ``--outcomes CSV`` (a ``default`` column, one row per loan in the same order) the
-observed default rate of each swap set. Writes ``compare.json`` and ``compare.html`` and logs one
-MLflow run (``--no-mlflow`` to skip). Exit 0 done, 2 bad input (one line naming the problem).
+matrix; and with ``--outcomes CSV`` (a ``default`` column of 0/1) the observed default rate of
+each swap set. Outcomes join
+
+* two scored files by row order: one outcome row per loan, in the files' order;
+* logged pairs by the request id: a request carries only the book's features (unknown fields are
+  refused), so the one key a pair shares with the lender's records is the id the service answered
+  with (``request_id`` in the body, ``X-Request-ID`` header), which the caller stores with the
+  application - or sets itself, as ``X-Request-ID``, to its own loan id where no gateway assigns
+  one. The outcomes file has ``request_id`` and ``default``, plus ``loan`` (the loan's 1-based
+  position in its request) for batch requests. Outcomes of requests that were not shadowed are
+  normal (a sample rate below 1) and counted; pairs without an outcome are left out of the rates.
+
+Writes ``compare.json`` and ``compare.html`` and logs one MLflow run (``--no-mlflow`` to skip).
+Exit 0 done, 2 bad input (one line naming the problem; nothing written).
 """
 
 from __future__ import annotations
@@ -36,12 +48,27 @@ PAIR_SUFFIXES: Final = (".jsonl", ".log", ".ndjson")
 FIXED_PD_EDGES: Final = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 PSI_FLOOR: Final = 1e-4
 EXPERIMENT_NAME: Final = "loan-default-compare"
+OUTCOME_COLUMN: Final = "default"
+REQUEST_ID_COLUMN: Final = "request_id"
+POSITION_COLUMN: Final = "loan"
 COMPARE_JSON: Final = "compare.json"
 COMPARE_HTML: Final = "compare.html"
 
 
 class InputError(ValueError):
     """Bad input: the message names the file and the problem."""
+
+
+PairKey = tuple[str, int]
+"""(request id, 1-based position of the loan in its request): what identifies a logged loan."""
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Observed defaults aligned with the compared loans (NaN: no outcome for that loan)."""
+
+    default: npt.NDArray[np.float64]
+    join: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -86,8 +113,9 @@ def side_of_table(path: Path, frame: Any) -> Side:
     return Side(path.name, probability, frame["prediction"].to_numpy(np.int64), grade)
 
 
-def read_pairs(path: Path) -> tuple[Side, Side]:
-    """Champion and challenger from logged shadow pairs (one loan per answer)."""
+def read_pairs(path: Path) -> tuple[Side, Side, list[PairKey]]:
+    """Champion and challenger from logged shadow pairs (one loan per answer), and each loan's
+    key: its request id and its position in the request."""
     sides: dict[str, dict[str, list[Any]]] = {
         name: {"probability": [], "prediction": [], "grade": [], "version": []}
         for name in ("champion", "challenger")
@@ -96,12 +124,14 @@ def read_pairs(path: Path) -> tuple[Side, Side]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})") from None
+    keys: list[PairKey] = []
+    decoder = json.JSONDecoder()
     for number, line in enumerate(lines, start=1):
-        text = line[line.find("{") :] if "{" in line else ""
-        if not text:
+        start = line.find("{")
+        if start < 0:
             continue
-        try:
-            record = json.loads(text)
+        try:  # the first JSON object on the line (an export may put a timestamp before it)
+            record, _ = decoder.raw_decode(line, start)
         except json.JSONDecodeError:
             continue  # other log lines
         pair = record.get("pair", record) if isinstance(record, dict) else None
@@ -111,6 +141,10 @@ def read_pairs(path: Path) -> tuple[Side, Side]:
             answers = {name: pair[name]["answers"] for name in sides}
             if len(answers["champion"]) != len(answers["challenger"]):
                 raise InputError(f"{path}: line {number}: the two sides answer different loans")
+            request_id = str(pair["request_id"])
+            keys.extend(
+                (request_id, position) for position in range(1, len(answers["champion"]) + 1)
+            )
             for name, items in answers.items():
                 for item in items:
                     sides[name]["probability"].append(float(item["probability"]))
@@ -133,7 +167,7 @@ def read_pairs(path: Path) -> tuple[Side, Side]:
             None if any(g is None for g in grades) else np.asarray(grades, np.int64),
         )
 
-    return build("champion"), build("challenger")
+    return build("champion"), build("challenger"), keys
 
 
 def psi(expected: npt.NDArray[np.float64], actual: npt.NDArray[np.float64]) -> float:
@@ -149,7 +183,7 @@ def psi(expected: npt.NDArray[np.float64], actual: npt.NDArray[np.float64]) -> f
     return float(np.sum((actual_share - expected_share) * np.log(actual_share / expected_share)))
 
 
-def compare(a: Side, b: Side, outcomes: npt.NDArray[np.int64] | None) -> dict[str, Any]:
+def compare(a: Side, b: Side, outcomes: Outcomes | None) -> dict[str, Any]:
     if a.probability.size != b.probability.size:
         raise InputError(
             f"{a.name} has {a.probability.size} loans, {b.name} {b.probability.size}: "
@@ -191,28 +225,115 @@ def compare(a: Side, b: Side, outcomes: npt.NDArray[np.int64] | None) -> dict[st
             "unchanged_rate": float(np.trace(matrix) / n),
         }
     if outcomes is not None:
-        if outcomes.size != n:
-            raise InputError(f"outcomes has {outcomes.size} rows for {n} compared loans")
+        observed = outcomes.default
+        if observed.size != n:
+            raise InputError(f"outcomes has {observed.size} rows for {n} compared loans")
+        known = ~np.isnan(observed)
+        report["outcomes_join"] = outcomes.join
         report["outcomes"] = {
             name: {
                 "loans": int(mask.sum()),
-                "defaults": int(outcomes[mask].sum()),
-                "observed_default_rate": float(outcomes[mask].mean()) if mask.any() else None,
+                "with_outcome": int((mask & known).sum()),
+                "defaults": int(observed[mask & known].sum()),
+                "observed_default_rate": (
+                    float(observed[mask & known].mean()) if (mask & known).any() else None
+                ),
             }
             for name, mask in sets.items()
         }
     return report
 
 
-def read_outcomes(path: Path) -> npt.NDArray[np.int64]:
-    frame = read_table(path)
-    if "default" not in frame.columns:
-        raise InputError(f"{path}: no 'default' column")
-    values = frame["default"].to_numpy()
-    if not np.isin(values, (0, 1)).all():
-        row = int(np.flatnonzero(~np.isin(values, (0, 1)))[0]) + 1
-        raise InputError(f"{path}: 'default' must be 0 or 1 (data row {row})")
+def outcome_values(path: Path, frame: Any) -> npt.NDArray[np.int64]:
+    """The ``default`` column as 0/1, or a refusal naming the first bad data row."""
+    if OUTCOME_COLUMN not in frame.columns:
+        found = ", ".join(str(column) for column in frame.columns) or "(none)"
+        raise InputError(f"{path}: no '{OUTCOME_COLUMN}' column (columns found: {found})")
+    if frame.empty:
+        raise InputError(f"{path}: the file has a header but no outcomes")
+    values = frame[OUTCOME_COLUMN].to_numpy()
+    valid = np.isin(values, (0, 1))
+    if not valid.all():
+        row = int(np.flatnonzero(~valid)[0]) + 1
+        raise InputError(f"{path}: '{OUTCOME_COLUMN}' must be 0 or 1 (data row {row})")
     return values.astype(np.int64)
+
+
+def outcomes_in_order(path: Path) -> Outcomes:
+    """Two scored files: one outcome per loan, in the files' row order."""
+    values = outcome_values(path, read_table(path))
+    join = {"on": "row order", "outcomes": int(values.size), "matched": int(values.size)}
+    return Outcomes(values.astype(np.float64), join)
+
+
+def outcomes_by_request(path: Path, keys: Sequence[PairKey]) -> Outcomes:
+    """Logged pairs: outcomes joined on ``request_id`` (and ``loan``, the position in a batch).
+
+    Refused when a column is missing or malformed, a key appears twice, a request of several
+    loans has no ``loan`` column, or no outcome matches any pair.
+    """
+    frame = read_table(path)
+    values = outcome_values(path, frame)
+    if REQUEST_ID_COLUMN not in frame.columns:
+        raise InputError(
+            f"{path}: no '{REQUEST_ID_COLUMN}' column: logged pairs carry no loan id, outcomes "
+            f"join them on the request id the service answered with (and '{POSITION_COLUMN}' for "
+            "a batch request)"
+        )
+    ids = frame[REQUEST_ID_COLUMN]
+    if ids.isna().any():
+        row = int(np.flatnonzero(ids.isna().to_numpy())[0]) + 1
+        raise InputError(f"{path}: '{REQUEST_ID_COLUMN}' is empty (data row {row})")
+    request_ids = [str(value) for value in ids]
+    if POSITION_COLUMN in frame.columns:
+        import pandas as pd
+
+        numbers = pd.to_numeric(frame[POSITION_COLUMN], errors="coerce").to_numpy(np.float64)
+        bad = ~(np.isfinite(numbers) & (numbers >= 1) & (numbers == np.floor(numbers)))
+        if bad.any():
+            raise InputError(
+                f"{path}: '{POSITION_COLUMN}' must be the loan's position in its request, a whole "
+                f"number from 1 (data row {int(np.flatnonzero(bad)[0]) + 1})"
+            )
+        positions = [int(value) for value in numbers]
+    else:
+        sizes: dict[str, int] = {}
+        for request_id, position in keys:
+            sizes[request_id] = max(sizes.get(request_id, 0), position)
+        batch = next((rid for rid in request_ids if sizes.get(rid, 0) > 1), None)
+        if batch is not None:
+            raise InputError(
+                f"{path}: request '{batch}' scored {sizes[batch]} loans: add a "
+                f"'{POSITION_COLUMN}' column (the loan's 1-based position in its request)"
+            )
+        positions = [1] * len(request_ids)
+    by_key: dict[PairKey, int] = {}
+    first_row: dict[PairKey, int] = {}
+    for row, (key, value) in enumerate(
+        zip(zip(request_ids, positions, strict=True), values, strict=True), start=1
+    ):
+        if key in by_key:
+            raise InputError(
+                f"{path}: request '{key[0]}' loan {key[1]} has two outcomes "
+                f"(data rows {first_row[key]} and {row})"
+            )
+        by_key[key], first_row[key] = int(value), row
+    observed = np.array([by_key.get(key, np.nan) for key in keys], dtype=np.float64)
+    matched_keys = {key for key in keys if key in by_key}
+    if not matched_keys:
+        raise InputError(
+            f"{path}: none of its {len(by_key)} outcomes matches a logged pair (first outcome: "
+            f"request '{request_ids[0]}', first pair: request '{keys[0][0]}'): join on the "
+            "request id the service answered with"
+        )
+    join = {
+        "on": f"{REQUEST_ID_COLUMN}, {POSITION_COLUMN}",
+        "outcomes": len(by_key),
+        "matched": len(matched_keys),
+        "loans_without_outcome": int(np.isnan(observed).sum()),
+        "outcomes_without_pair": len(by_key) - len(matched_keys),
+    }
+    return Outcomes(observed, join)
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -243,12 +364,20 @@ def render_html(report: dict[str, Any]) -> str:
         "</table>",
     ]
     if "outcomes" in report:
-        parts.append("<h2>Observed default rate by swap set</h2><table>")
-        parts.append("<tr><th>set</th><th>loans</th><th>defaults</th><th>rate</th></tr>")
+        join = report["outcomes_join"]
+        parts.append("<h2>Observed default rate by swap set</h2>")
+        parts.append(
+            f"<p>Outcomes joined on {cell(join['on'])}: {join['matched']} of "
+            f"{join['outcomes']} outcomes matched a compared loan.</p><table>"
+        )
+        parts.append(
+            "<tr><th>set</th><th>loans</th><th>with outcome</th><th>defaults</th><th>rate</th></tr>"
+        )
         for name, entry in report["outcomes"].items():
             rate = entry["observed_default_rate"]
             parts.append(
-                f"<tr><th>{cell(name)}</th><td>{entry['loans']}</td><td>{entry['defaults']}</td>"
+                f"<tr><th>{cell(name)}</th><td>{entry['loans']}</td>"
+                f"<td>{entry['with_outcome']}</td><td>{entry['defaults']}</td>"
                 f"<td>{'-' if rate is None else cell(rate)}</td></tr>"
             )
         parts.append("</table>")
@@ -285,6 +414,10 @@ def log_run(report: dict[str, Any], out: Path) -> str:
             key: float(report[key])
             for key in ("loans", "agreement_rate", "swap_in", "swap_out", "score_psi")
         }
+        for name, entry in report.get("outcomes", {}).items():
+            metrics[f"{name}.with_outcome"] = float(entry["with_outcome"])
+            if entry["observed_default_rate"] is not None:
+                metrics[f"{name}.observed_default_rate"] = float(entry["observed_default_rate"])
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(out / COMPARE_JSON))
         mlflow.log_artifact(str(out / COMPARE_HTML))
@@ -299,7 +432,13 @@ def parser(prog: str | None) -> argparse.ArgumentParser:
     cli.add_argument("a", type=Path, help="scored file of A (CSV/Parquet), or logged shadow pairs")
     cli.add_argument("b", type=Path, nargs="?", help="scored file of B (omit for logged pairs)")
     cli.add_argument("--out", type=Path, required=True, help="folder for compare.json and .html")
-    cli.add_argument("--outcomes", type=Path, help="CSV/Parquet with a 'default' column per loan")
+    cli.add_argument(
+        "--outcomes",
+        type=Path,
+        help="CSV/Parquet of observed defaults ('default' 0/1): one row per loan in the files' "
+        "order for two scored files; for logged pairs keyed by 'request_id' (and 'loan', the "
+        "1-based position in a batch request)",
+    )
     cli.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
     return cli
 
@@ -311,11 +450,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         if args.b is None:
             if args.a.suffix.lower() not in PAIR_SUFFIXES:
                 raise InputError(f"{args.a}: give two scored files, or one .jsonl of logged pairs")
-            a, b = read_pairs(args.a)
+            a, b, keys = read_pairs(args.a)
+            outcomes = outcomes_by_request(args.outcomes, keys) if args.outcomes else None
         else:
             a = side_of_table(args.a, read_table(args.a))
             b = side_of_table(args.b, read_table(args.b))
-        outcomes = read_outcomes(args.outcomes) if args.outcomes else None
+            outcomes = outcomes_in_order(args.outcomes) if args.outcomes else None
         report = compare(a, b, outcomes)
     except InputError as exc:
         print(f"{name}: {exc}", file=sys.stderr)

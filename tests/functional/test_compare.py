@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,9 +60,11 @@ def test_two_scored_files_give_swap_sets_migration_and_outcome_rates(
     assert migration["unchanged_rate"] == pytest.approx(4 / 6)
     assert report["outcomes"]["swap_out"] == {
         "loans": 1,
+        "with_outcome": 1,
         "defaults": 1,
         "observed_default_rate": 1.0,
     }
+    assert report["outcomes_join"] == {"on": "row order", "outcomes": 6, "matched": 6}
     assert report["outcomes"]["swap_in"]["observed_default_rate"] == 0.0
     assert report["outcomes"]["both_decline"]["observed_default_rate"] == 1.0
     page = (out / "compare.html").read_text()
@@ -78,28 +81,40 @@ def test_two_scored_files_give_swap_sets_migration_and_outcome_rates(
     assert artifacts == {"compare.json", "compare.html"}
 
 
-def test_logged_shadow_pairs_are_compared_champion_against_challenger(tmp_path: Path) -> None:
+def answers(side: dict[str, list[float]], rows: range) -> list[dict[str, float]]:
+    return [
+        {"probability": side["probability"][row], "prediction": side["prediction"][row]}
+        for row in rows
+    ]
+
+
+def write_pairs(path: Path, batch_from: int = 6) -> Path:
+    """The six loans as logged pairs: loans before ``batch_from`` one request each (r0, r1 ...),
+    the rest together in one batch request ("batch")."""
     lines = ['{"level":"INFO","message":"warming up"}', "not json at all"]
-    for index in range(6):
+    requests = [(f"r{row}", range(row, row + 1)) for row in range(batch_from)]
+    if batch_from < 6:
+        requests.append(("batch", range(batch_from, 6)))
+    for request_id, rows in requests:
         pair = {
             "event": "shadow",
-            "request_id": f"r{index}",
-            "champion": {
-                "model_version": "v1",
-                "answers": [
-                    {"probability": A["probability"][index], "prediction": A["prediction"][index]}
-                ],
-            },
-            "challenger": {
-                "model_version": "v2",
-                "answers": [
-                    {"probability": B["probability"][index], "prediction": B["prediction"][index]}
-                ],
-            },
+            "request_id": request_id,
+            "champion": {"model_version": "v1", "answers": answers(A, rows)},
+            "challenger": {"model_version": "v2", "answers": answers(B, rows)},
         }
         lines.append(json.dumps({"level": "INFO", "message": "shadow", "pair": pair}))
-    pairs = tmp_path / "shadow.jsonl"
-    pairs.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def compare_with_outcomes(pairs: Path, outcomes: Path, out: Path) -> int:
+    return cli(
+        ["compare", str(pairs), "--outcomes", str(outcomes), "--out", str(out), "--no-mlflow"]
+    )
+
+
+def test_logged_shadow_pairs_are_compared_champion_against_challenger(tmp_path: Path) -> None:
+    pairs = write_pairs(tmp_path / "shadow.jsonl")
 
     status = cli(["compare", str(pairs), "--out", str(tmp_path / "out"), "--no-mlflow"])
 
@@ -108,6 +123,111 @@ def test_logged_shadow_pairs_are_compared_champion_against_challenger(tmp_path: 
     assert (report["a"], report["b"]) == ("champion v1", "challenger v2")
     assert (report["swap_in"], report["swap_out"], report["loans"]) == (1, 1, 6)
     assert "grade_migration" not in report
+
+
+def test_logged_pairs_join_outcomes_on_request_id_and_position_in_a_batch(tmp_path: Path) -> None:
+    # GIVEN loans 0-3 as single requests r0..r3, loans 4 and 5 as one batch request; outcomes
+    # for every loan but r1, in another order, plus two requests that were never shadowed
+    pairs = write_pairs(tmp_path / "shadow.jsonl", batch_from=4)
+    outcomes = tmp_path / "outcomes.csv"
+    pd.DataFrame(
+        {
+            "request_id": ["batch", "r3", "unshadowed-1", "r0", "batch", "r2", "unshadowed-2"],
+            "loan": [2, 1, 1, 1, 1, 1, 1],
+            "default": [0, 1, 1, 0, 0, 1, 0],
+        }
+    ).to_csv(outcomes, index=False)
+
+    # WHEN compared with them
+    status = compare_with_outcomes(pairs, outcomes, tmp_path / "out")
+
+    # THEN each swap set's rate counts exactly the loans whose outcome joined
+    assert status == 0
+    report = json.loads((tmp_path / "out" / "compare.json").read_text())
+    # swap-out: loan 2 (r2, defaulted); swap-in: loan 4 (batch loan 1, repaid)
+    assert report["outcomes"]["swap_out"] == {
+        "loans": 1,
+        "with_outcome": 1,
+        "defaults": 1,
+        "observed_default_rate": 1.0,
+    }
+    assert report["outcomes"]["swap_in"]["observed_default_rate"] == 0.0
+    # both approve: loans 0, 1, 5; r1 has no outcome
+    assert report["outcomes"]["both_approve"] == {
+        "loans": 3,
+        "with_outcome": 2,
+        "defaults": 0,
+        "observed_default_rate": 0.0,
+    }
+    assert report["outcomes_join"] == {
+        "on": "request_id, loan",
+        "outcomes": 7,
+        "matched": 5,
+        "loans_without_outcome": 1,
+        "outcomes_without_pair": 2,
+    }
+    assert "5 of 7 outcomes matched" in (tmp_path / "out" / "compare.html").read_text()
+
+
+def test_single_loan_requests_need_no_loan_column(tmp_path: Path) -> None:
+    pairs = write_pairs(tmp_path / "shadow.jsonl")
+    outcomes = tmp_path / "outcomes.csv"
+    pd.DataFrame({"request_id": [f"r{row}" for row in range(6)], "default": DEFAULTS}).to_csv(
+        outcomes, index=False
+    )
+
+    status = compare_with_outcomes(pairs, outcomes, tmp_path / "out")
+
+    assert status == 0
+    report = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert report["outcomes"]["swap_out"]["observed_default_rate"] == 1.0
+    assert report["outcomes"]["both_decline"]["observed_default_rate"] == 1.0
+    assert report["outcomes_join"]["matched"] == 6
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "message"),
+    [
+        (
+            {"request_id": ["elsewhere-1", "elsewhere-2"], "default": [0, 1]},
+            "none of its 2 outcomes matches a logged pair (first outcome: request "
+            "'elsewhere-1', first pair: request 'r0')",
+        ),
+        (
+            {"customer_id": ["r0", "r1"], "default": [0, 1]},
+            "no 'request_id' column: logged pairs carry no loan id",
+        ),
+        ({"request_id": ["r0", "r1"], "outcome": [0, 1]}, "no 'default' column"),
+        ({"request_id": ["r0", "r1"], "default": [0, 2]}, "'default' must be 0 or 1 (data row 2)"),
+        (
+            {"request_id": ["r0", "r1", "r0"], "default": [0, 1, 1]},
+            "request 'r0' loan 1 has two outcomes (data rows 1 and 3)",
+        ),
+        (
+            {"request_id": ["r0", "batch"], "default": [0, 1]},
+            "request 'batch' scored 2 loans: add a 'loan' column",
+        ),
+        (
+            {"request_id": ["r0", "batch"], "loan": [1, 0], "default": [0, 1]},
+            "'loan' must be the loan's position in its request, a whole number from 1 (data row 2)",
+        ),
+    ],
+    ids=["no-match", "no-request-id", "no-default", "not-0-1", "twice", "batch-no-loan", "loan-0"],
+)
+def test_bad_outcomes_for_logged_pairs_are_one_line_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], outcomes: dict[str, list[Any]], message: str
+) -> None:
+    pairs = write_pairs(tmp_path / "shadow.jsonl", batch_from=4)
+    outcomes_csv = tmp_path / "outcomes.csv"
+    pd.DataFrame(outcomes).to_csv(outcomes_csv, index=False)
+
+    status = compare_with_outcomes(pairs, outcomes_csv, tmp_path / "out")
+
+    assert status == 2
+    error = capsys.readouterr().err
+    assert message in error, error
+    assert error.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
