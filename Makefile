@@ -51,7 +51,7 @@ test: lint typecheck pytest ## install, lint, type-check, run the whole suite (w
 lock: install ## re-compile requirements/*.txt from the .in files (one version per package across sets)
 	cd requirements && export UV_NO_CONFIG=1 && \
 	../$(VENV)/bin/uv pip compile dev.in --universal --python-version 3.11 -q -o dev.txt && \
-	for set in training infra; do \
+	for set in training infra batch; do \
 	  ../$(VENV)/bin/uv pip compile $$set.in -c dev.txt --universal --python-version 3.11 -q -o $$set.txt; \
 	done && \
 	../$(VENV)/bin/uv pip compile runtime.in -c dev.txt --universal --python-version 3.11 -q --generate-hashes -o runtime.txt && \
@@ -145,7 +145,7 @@ DOCKER_ENGINE_CHECK = docker info >/dev/null 2>&1 || { \
 	echo "  Without Docker, 'make lambda-check' proves the image (emulated build + Runtime Interface Client)."; \
 	echo "  With Docker: start the engine (Docker Desktop, or 'sudo systemctl start docker') and run 'make $@' again."; \
 	exit 1; }
-.PHONY: lambda-check lambda-image lambda-invoke
+.PHONY: lambda-check lambda-image lambda-invoke batch-env
 
 lambda-check: install ## prove the image without Docker: emulated build, isolated task root, Runtime Interface Client
 	$(PY) -m pytest -q tests/functional/test_image_dockerfile.py tests/integration/test_image_build.py \
@@ -156,6 +156,16 @@ lambda-image: ## docker build Dockerfile.lambda (IMAGE=loan-default:latest, PLAT
 	@$(MAKE) --no-print-directory $(if $(strip $(MODEL_URI)),artifacts,artifacts/manifest.json) ARTIFACTS=artifacts
 	docker buildx build --platform $(PLATFORM) --provenance=false \
 	  --build-arg INSTALL_SKLEARN=$(INSTALL_SKLEARN) -f Dockerfile.lambda -t $(IMAGE) --load .
+
+# The batch job's workers on EMR Serverless need onnxruntime, pyarrow and numpy: a packed Python
+# environment (Dockerfile.batch-env, from requirements/batch.txt) that the LoanDefaultBatch stack
+# uploads and passes with spark.archives. PLATFORM must match context architecture.
+BATCH_ENV ?= build/batch-env
+batch-env: ## docker build the workers' packed Python environment -> build/batch-env/pyspark_env.tar.gz
+	@$(DOCKER_ENGINE_CHECK)
+	docker buildx build --platform $(PLATFORM) --provenance=false -f Dockerfile.batch-env \
+	  --output type=local,dest=$(BATCH_ENV) requirements
+	@ls -l $(BATCH_ENV)/pyspark_env.tar.gz
 
 lambda-invoke: ## run the image under the Runtime Interface Emulator on :9000, POST each lambda/events/*.json
 	@$(DOCKER_ENGINE_CHECK)

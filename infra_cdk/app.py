@@ -1,4 +1,4 @@
-"""The CDK app: read settings once from context, build both stacks, run cdk-nag on them.
+"""The CDK app: read settings once from context, build the three stacks, run cdk-nag on them.
 
 ``cdk.json`` runs ``.venv/bin/python -m infra_cdk``, which calls :func:`main`. Tests call
 :func:`build_app` with their own context and project root and synthesize in memory.
@@ -14,7 +14,7 @@ from aws_cdk import App, Environment, Tags
 
 from infra_cdk.nag import enable_aws_solutions_checks
 from infra_cdk.settings import Settings
-from infra_cdk.stacks import FargateStack, ServerlessStack
+from infra_cdk.stacks import BatchStack, FargateStack, ServerlessStack
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ def build_app(
     project_root: Path = PROJECT_ROOT,
     outdir: str | None = None,
 ) -> App:
-    """Both stacks in one app. ``project_root`` holds Dockerfile.lambda and the artifact folder."""
+    """The three stacks in one app. ``project_root`` holds Dockerfile.lambda and the artifacts."""
     app = App(context=context, outdir=outdir)
     settings = Settings.from_context(app.node.try_get_context)
     environment = Environment(account=settings.account, region=settings.region)
@@ -51,6 +51,14 @@ def build_app(
         project_root=project_root,
         env=environment,
         description="Loan-default PD service: the same image on ECS Fargate behind an ALB",
+    )
+    BatchStack(
+        app,
+        f"{settings.stack_prefix}Batch",
+        settings=settings,
+        project_root=project_root,
+        env=environment,
+        description="Loan-default PD batch scoring: S3 in and out, Spark on EMR Serverless",
     )
     Tags.of(app).add("project", "loan-default")
     enable_aws_solutions_checks(app)

@@ -39,6 +39,7 @@ _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMR_RELEASE = re.compile(r"^emr-\d+\.\d+\.\d+$")
 
 _E = TypeVar("_E", bound=StrEnum)
 
@@ -119,6 +120,15 @@ class Settings:
     cpu_target_percent: int = 60
     requests_per_target: int = 30_000
     alb_log_retention_days: int = 90
+    # Batch stack (EMR Serverless)
+    batch_release_label: str = "emr-7.5.0"  # pinned: Spark 3.5, Amazon Linux 2023
+    batch_max_vcpu: int = 32
+    batch_max_memory_gb: int = 128
+    batch_max_disk_gb: int = 1000
+    batch_idle_minutes: int = 15
+    batch_input_retention_days: int = 30
+    batch_output_retention_days: int = 400
+    batch_python_env: str = "build/batch-env/pyspark_env.tar.gz"
 
     @classmethod
     def from_context(
@@ -208,6 +218,18 @@ class Settings:
             alb_log_retention_days=reader.integer(
                 "alb_log_retention_days", defaults.alb_log_retention_days
             ),
+            batch_release_label=reader.text("batch_release_label") or defaults.batch_release_label,
+            batch_max_vcpu=reader.integer("batch_max_vcpu", defaults.batch_max_vcpu),
+            batch_max_memory_gb=reader.integer("batch_max_memory_gb", defaults.batch_max_memory_gb),
+            batch_max_disk_gb=reader.integer("batch_max_disk_gb", defaults.batch_max_disk_gb),
+            batch_idle_minutes=reader.integer("batch_idle_minutes", defaults.batch_idle_minutes),
+            batch_input_retention_days=reader.integer(
+                "batch_input_retention_days", defaults.batch_input_retention_days
+            ),
+            batch_output_retention_days=reader.integer(
+                "batch_output_retention_days", defaults.batch_output_retention_days
+            ),
+            batch_python_env=reader.text("batch_python_env") or defaults.batch_python_env,
         )
         settings.validate()
         return settings
@@ -341,6 +363,36 @@ class Settings:
         _check(10 <= self.cpu_target_percent <= 90, "cpu_target_percent", "must be 10..90 percent")
         _check(self.requests_per_target >= 1, "requests_per_target", "must be >= 1")
         _check(self.alb_log_retention_days >= 1, "alb_log_retention_days", "must be >= 1 day")
+        _check(
+            bool(_EMR_RELEASE.match(self.batch_release_label)),
+            "batch_release_label",
+            f"expected an EMR release label such as emr-7.5.0, got {self.batch_release_label!r}",
+        )
+        # EMR Serverless: a worker has 1..16 vCPU (2..120 GB); the application's limit must
+        # hold at least one driver and one executor of the default size (4 vCPU, 16 GB each).
+        _check(self.batch_max_vcpu >= 8, "batch_max_vcpu", "must be >= 8 (a driver + an executor)")
+        _check(
+            self.batch_max_memory_gb >= 32,
+            "batch_max_memory_gb",
+            "must be >= 32 GB (a driver + an executor of 16 GB)",
+        )
+        _check(
+            self.batch_max_disk_gb >= 40,
+            "batch_max_disk_gb",
+            "must be >= 40 GB (20 GB per worker is the least EMR Serverless gives)",
+        )
+        _check(
+            1 <= self.batch_idle_minutes <= 10_080,
+            "batch_idle_minutes",
+            f"EMR Serverless stops an idle application after 1..10080 minutes, got "
+            f"{self.batch_idle_minutes}",
+        )
+        _check(
+            self.batch_input_retention_days >= 1, "batch_input_retention_days", "must be >= 1 day"
+        )
+        _check(
+            self.batch_output_retention_days >= 1, "batch_output_retention_days", "must be >= 1 day"
+        )
 
 
 # Valid Fargate (cpu units, memory MB) pairs for the sizes this service can sensibly use.

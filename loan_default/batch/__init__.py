@@ -1,10 +1,11 @@
 """Batch scoring: a loan book file in, every answer field per loan out (``loan-default score``).
 
 The scoring itself is the service's own core (``loan_service.scoring.LoanScorer``), so a loan gets
-the same answer from a file as from the API; the checks on each value come from the API's request
-model (``loan_default.batch.rules``). Engines: ``local`` streams record batches through one
-process (``loan_default.batch.local``); ``spark`` runs the same per-batch function in
-``mapInPandas`` (``loan_default.batch.spark``), locally or on EMR Serverless.
+the same answer from a file as from the API; the checks on each value come from the model's schema
+in its manifest, as the API's request models do (``loan_default.batch.rules``). Engines: ``local``
+streams record batches through one process (``loan_default.batch.local``); ``spark`` runs the
+same per-batch function in ``mapInPandas`` (``loan_default.batch.spark``), locally or on EMR
+Serverless.
 """
 
 from __future__ import annotations

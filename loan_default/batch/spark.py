@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-import loan_default.batch  # noqa: F401  (puts the service's source root on the path)
+import loan_default.batch
+from loan_default.batch.code_zip import build_code_zip
 from loan_default.batch.core import BatchScorer
 from loan_default.batch.local import Summary, file_format
 from loan_default.batch.rules import InputError
@@ -65,24 +66,9 @@ def worker_scorer(artifact_dir: str, recovery_rate: float) -> BatchScorer:
     return scorer
 
 
-def build_code_zip(destination: Path) -> Path:
-    """``loan_default`` and ``loan_service`` as one zip for ``--py-files`` / ``addPyFile``: what
-    each Python worker imports. The same zip is the job's code on EMR Serverless."""
-    import zipfile
-
-    repository = Path(__file__).resolve().parents[2]
-    packages = [repository / "loan_default", repository / "lambda" / "loan_service"]
-    with zipfile.ZipFile(destination, "w", zipfile.ZIP_DEFLATED) as archive:
-        for package in packages:
-            for path in sorted(package.rglob("*")):
-                if path.suffix in (".py", ".html") and "__pycache__" not in path.parts:
-                    archive.write(path, path.relative_to(package.parent))
-    return destination
-
-
 def ship_code(spark: SparkSession) -> None:
     """Give the workers this checkout's code, unless it already came as a zip (--py-files)."""
-    if ".zip" in str(Path(__file__)):
+    if ".zip" in str(Path(loan_default.batch.__file__)):
         return
     import tempfile
 
@@ -336,10 +322,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     name = parser.prog
     rejects = args.rejects or _default_rejects(args.out)
     spark = spark_session(args.master)
+    # A relative folder stays relative: on EMR Serverless ``--archives ...#artifacts`` unpacks it
+    # in the working directory of the driver and of every executor, which are not the same path.
+    artifacts = Path(args.artifacts)
     try:
         summary = score_with_spark(
             spark,
-            str(Path(args.artifacts).resolve()),
+            str(artifacts if not artifacts.is_absolute() else artifacts.resolve()),
             args.input,
             args.out,
             rejects,
@@ -365,4 +354,9 @@ def _default_rejects(output: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the package's copy (from --py-files on a cluster), not this script's ``__main__``: the
+    # functions shipped to the workers are then pickled by reference, and each worker keeps one
+    # scorer across tasks.
+    from loan_default.batch import spark as package_module  # noqa: PLW0406
+
+    sys.exit(package_module.main())

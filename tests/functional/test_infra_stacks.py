@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tarfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ LOOKED_UP_PUBLIC = ("subnet-0aaaa00000000000a", "subnet-0aaaa00000000000b")
 LOOKED_UP_PRIVATE = ("subnet-0bbbb00000000000a", "subnet-0bbbb00000000000b")
 LOOKUP_ACCOUNT = "111122223333"
 LOOKUP_REGION = "eu-west-1"
+TEST_PYTHON_ENV = "build/test-env/pyspark_env.tar.gz"
 
 # Never copied into the test project: build outputs and caches (the real repo may hold GBs).
 _NOT_COPIED = {
@@ -73,6 +76,7 @@ class Synthesized:
     outdir: Path
     serverless_json: dict[str, Any]
     fargate_json: dict[str, Any]
+    batch_json: dict[str, Any]
 
     @property
     def serverless(self) -> Template:
@@ -95,6 +99,7 @@ def synthesize(project_root: Path, outdir: Path, **context: Any) -> Synthesized:
         outdir=outdir,
         serverless_json=json.loads((outdir / f"{prefix}Serverless.template.json").read_text()),
         fargate_json=json.loads((outdir / f"{prefix}Fargate.template.json").read_text()),
+        batch_json=json.loads((outdir / f"{prefix}Batch.template.json").read_text()),
     )
 
 
@@ -178,6 +183,10 @@ def project_root(tmp_path_factory: pytest.TempPathFactory, trained_artifacts: Pa
         ignore=lambda _folder, names: [name for name in names if name in _NOT_COPIED],
     )
     shutil.copytree(trained_artifacts, root / "artifacts")
+    packed_env = root / TEST_PYTHON_ENV  # what `make batch-env` writes (Docker), for the tuned app
+    packed_env.parent.mkdir(parents=True)
+    with tarfile.open(packed_env, "w:gz") as archive:
+        archive.add(root / "requirements" / "batch.txt", arcname="bin/requirements.txt")
     for decoy in _DECOYS:
         (root / decoy).parent.mkdir(parents=True, exist_ok=True)
         (root / decoy).write_bytes(os.urandom(_DECOY_BYTES))
@@ -229,6 +238,14 @@ def tuned_app(project_root: Path, tmp_path_factory: pytest.TempPathFactory) -> S
         stability_schedule="cron(0 6 * * ? *)",
         stability_window_hours="6",
         stability_alarm_email="risk-team@example.com",
+        batch_release_label="emr-7.2.0",
+        batch_max_vcpu="64",
+        batch_max_memory_gb="256",
+        batch_max_disk_gb="2000",
+        batch_idle_minutes="5",
+        batch_input_retention_days="7",
+        batch_output_retention_days="90",
+        batch_python_env=TEST_PYTHON_ENV,
     )
 
 
@@ -907,7 +924,7 @@ def test_no_policy_grants_wildcard_actions_or_resources_beyond_aws_limits(
     variant: str, request: pytest.FixtureRequest
 ) -> None:
     synthesized: Synthesized = request.getfixturevalue(variant)
-    for template in (synthesized.serverless_json, synthesized.fargate_json):
+    for template in (synthesized.serverless_json, synthesized.fargate_json, synthesized.batch_json):
         for statement in _policy_statements(template):
             actions = (
                 statement["Action"]
@@ -1340,7 +1357,7 @@ def test_cfn_lint_finds_no_errors_in_any_synthesized_variant(
     templates = [
         app.outdir / f"LoanDefault{stack}.template.json"
         for app in (default_app, tuned_app, retrained_app)
-        for stack in ("Serverless", "Fargate")
+        for stack in ("Serverless", "Fargate", "Batch")
     ]
     errors, _warnings = lint_errors_and_warnings(templates)
     assert errors == [], json.dumps(errors, indent=1)
@@ -1484,3 +1501,237 @@ def test_bad_stability_context_is_refused_naming_the_key(
 ) -> None:
     with pytest.raises(SettingsError, match=f"context '{key}': {message}"):
         synthesize(project_root, tmp_path, **{key: value})
+
+
+# ---------------------------------------------------------------------------------------------
+# The batch stack: EMR Serverless, its buckets, its job role, its assets and outputs.
+
+
+def _batch_buckets(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"Input" | "Output" | "AccessLogs": bucket properties}`` by construct id."""
+    return {
+        logical_id.removeprefix("Batch")[:-8]: resource["Properties"]
+        for logical_id, resource in resources_of(template, "AWS::S3::Bucket").items()
+    }
+
+
+def test_batch_buckets_are_private_encrypted_ssl_only_logged_and_expire(
+    default_app: Synthesized, tuned_app: Synthesized
+) -> None:
+    for app, (input_days, output_days) in ((default_app, (30, 400)), (tuned_app, (7, 90))):
+        template = app.batch_json
+        buckets = _batch_buckets(template)
+        assert set(buckets) == {"Input", "Output", "AccessLogs"}
+        for name, bucket in buckets.items():
+            assert bucket["PublicAccessBlockConfiguration"] == {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            }, name
+            encryption = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            assert encryption == [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}], (
+                name
+            )
+            assert bucket["LifecycleConfiguration"]["Rules"], name
+        for name, days in (("Input", input_days), ("Output", output_days)):
+            bucket = buckets[name]
+            assert bucket["LoggingConfiguration"]["LogFilePrefix"] == f"{name.lower()}/"
+            rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+            assert rules["expire-loan-data"]["ExpirationInDays"] == days
+            assert rules["expire-loan-data"]["AbortIncompleteMultipartUpload"] == {
+                "DaysAfterInitiation": 1
+            }
+            assert rules["expire-temporary-parts"]["Prefix"] == "_temporary/"
+        denied = [
+            statement
+            for policy in resources_of(template, "AWS::S3::BucketPolicy").values()
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if statement["Effect"] == "Deny"
+        ]
+        assert len(denied) == 3
+        assert all(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denied)
+        for bucket in resources_of(template, "AWS::S3::Bucket").values():
+            assert bucket["DeletionPolicy"] == "Retain"
+
+
+def test_emr_serverless_application_is_pinned_auto_starts_stops_and_caps_capacity(
+    default_app: Synthesized, tuned_app: Synthesized
+) -> None:
+    default = only_resource(default_app.batch_json, "AWS::EMRServerless::Application")
+    tuned = only_resource(tuned_app.batch_json, "AWS::EMRServerless::Application")
+    for application in (default, tuned):
+        properties = application["Properties"]
+        assert properties["Type"] == "Spark"
+        assert properties["AutoStartConfiguration"] == {"Enabled": True}
+        assert properties["MonitoringConfiguration"]["S3MonitoringConfiguration"]["LogUri"]
+    assert default["Properties"]["ReleaseLabel"] == "emr-7.5.0"
+    assert default["Properties"]["Architecture"] == "X86_64"
+    assert default["Properties"]["AutoStopConfiguration"] == {
+        "Enabled": True,
+        "IdleTimeoutMinutes": 15,
+    }
+    assert default["Properties"]["MaximumCapacity"] == {
+        "Cpu": "32 vCPU",
+        "Memory": "128 GB",
+        "Disk": "1000 GB",
+    }
+    assert tuned["Properties"]["ReleaseLabel"] == "emr-7.2.0"
+    assert tuned["Properties"]["Architecture"] == "ARM64"
+    assert tuned["Properties"]["AutoStopConfiguration"]["IdleTimeoutMinutes"] == 5
+    assert tuned["Properties"]["MaximumCapacity"] == {
+        "Cpu": "64 vCPU",
+        "Memory": "256 GB",
+        "Disk": "2000 GB",
+    }
+
+
+def _asset_keys(template: dict[str, Any]) -> set[str]:
+    """The S3 object keys of the job assets the job role may read."""
+    statements = [s for s in _policy_statements(template) if s.get("Sid") == "ReadJobAssets"]
+    assert len(statements) == 1
+    return {json.dumps(r).rsplit("/", 1)[-1].split('"')[0] for r in statements[0]["Resource"]}
+
+
+def test_job_role_reads_the_input_and_the_job_assets_writes_the_output_and_nothing_else(
+    default_app: Synthesized, tuned_app: Synthesized
+) -> None:
+    template = default_app.batch_json
+    role_id, role = next(iter(resources_of(template, "AWS::IAM::Role").items()))
+    assert len(resources_of(template, "AWS::IAM::Role")) == 1
+    assert "ManagedPolicyArns" not in role["Properties"]
+    assert "Policies" not in role["Properties"]
+    trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "emr-serverless.amazonaws.com"}]
+    application_id = next(iter(resources_of(template, "AWS::EMRServerless::Application")))
+    assert trust[0]["Condition"]["ArnLike"] == {
+        "aws:SourceArn": {"Fn::GetAtt": [application_id, "Arn"]}
+    }
+    policies = [
+        p
+        for p in resources_of(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    assert len(policies) == 1 == len(resources_of(template, "AWS::IAM::Policy"))
+    buckets = {
+        logical_id.removeprefix("Batch")[:-8]: logical_id
+        for logical_id in resources_of(template, "AWS::S3::Bucket")
+    }
+
+    def on(bucket: str, objects: bool) -> Any:
+        arn = {"Fn::GetAtt": [buckets[bucket], "Arn"]}
+        return {"Fn::Join": ["", [arn, "/*"]]} if objects else arn
+
+    statements = {
+        s["Sid"]: (
+            sorted(s["Action"]) if isinstance(s["Action"], list) else [s["Action"]],
+            s["Resource"],
+        )
+        for s in policies[0]["Properties"]["PolicyDocument"]["Statement"]
+    }
+    assert statements.pop("ReadJobAssets")[0] == ["s3:GetObject"]
+    assert statements == {
+        "ListInput": (["s3:ListBucket"], on("Input", False)),
+        "ReadInput": (["s3:GetObject"], on("Input", True)),
+        "ListOutput": (["s3:ListBucket", "s3:ListBucketMultipartUploads"], on("Output", False)),
+        "WriteOutput": (
+            sorted(
+                [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                ]
+            ),
+            on("Output", True),
+        ),
+    }
+    keys = _asset_keys(template)
+    assert len(keys) == 3  # job script, code zip, artifact folder: no packed env given
+    assert {key.rsplit(".", 1)[-1] for key in keys} == {"py", "zip"}
+    assert len(_asset_keys(tuned_app.batch_json)) == 4  # + the packed Python environment
+
+
+def _assets_by_name(app: Synthesized) -> dict[str, dict[str, Any]]:
+    manifest = json.loads((app.outdir / "LoanDefaultBatch.assets.json").read_text())
+    return {
+        asset["displayName"]: {"hash": asset_hash, **asset}
+        for asset_hash, asset in manifest["files"].items()
+        if asset.get("displayName", "").startswith("batch-")
+    }
+
+
+def test_the_job_script_code_zip_and_artifact_folder_are_uploaded_as_assets(
+    default_app: Synthesized, tuned_app: Synthesized
+) -> None:
+    assets = _assets_by_name(default_app)
+    assert set(assets) == {"batch-job-script", "batch-job-code", "batch-model-artifacts"}
+    staged = default_app.outdir
+
+    def staged_path(name: str) -> Path:
+        return staged / assets[name]["source"]["path"]
+
+    assert (
+        staged_path("batch-job-script").read_bytes()
+        == (REPO_ROOT / "loan_default" / "batch" / "spark.py").read_bytes()
+    )
+    with zipfile.ZipFile(staged_path("batch-job-code")) as code:
+        names = set(code.namelist())
+    assert {"loan_default/batch/spark.py", "loan_service/scoring.py", "loan_service/book.py"} <= (
+        names
+    )
+    assert not any("__pycache__" in name for name in names)
+    artifacts = staged_path("batch-model-artifacts")
+    assert (artifacts / "manifest.json").is_file()
+    assert (artifacts / "model.onnx").is_file()
+    assert assets["batch-model-artifacts"]["source"]["packaging"] == "zip"
+    # Reproducible: the same code gives the same asset (hash) in another synthesis.
+    tuned = _assets_by_name(tuned_app)
+    assert tuned["batch-job-code"]["hash"] == assets["batch-job-code"]["hash"]
+    assert "batch-python-env" in tuned
+
+
+def _output_text(value: Any) -> str:
+    return json.dumps(value)
+
+
+def test_outputs_give_every_argument_of_start_job_run(
+    default_app: Synthesized, tuned_app: Synthesized
+) -> None:
+    outputs = default_app.batch_json["Outputs"]
+    assert set(outputs) == {
+        "ApplicationId",
+        "JobRoleArn",
+        "InputBucket",
+        "OutputBucket",
+        "EntryPoint",
+        "SparkSubmitParameters",
+    }
+    application_id = next(
+        iter(resources_of(default_app.batch_json, "AWS::EMRServerless::Application"))
+    )
+    assert outputs["ApplicationId"]["Value"] == {"Fn::GetAtt": [application_id, "ApplicationId"]}
+    assert _output_text(outputs["EntryPoint"]["Value"]).endswith('.py"}')
+    parameters = _output_text(outputs["SparkSubmitParameters"]["Value"])
+    assert "--py-files " in parameters
+    assert "#artifacts" in parameters
+    assert "#environment" not in parameters
+    tuned = _output_text(tuned_app.batch_json["Outputs"]["SparkSubmitParameters"]["Value"])
+    assert "#environment" in tuned
+    for conf in (
+        "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON=./environment/bin/python",
+        "spark.emr-serverless.driverEnv.PYSPARK_PYTHON=./environment/bin/python",
+        "spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python",
+    ):
+        assert f"--conf {conf}" in tuned
+
+
+def test_synthesis_without_a_packed_python_environment_warns_with_the_command(
+    default_app: Synthesized,
+) -> None:
+    batch = default_app.app.node.find_child("LoanDefaultBatch").node.find_child("Batch")
+    warnings = [str(entry.data) for entry in batch.node.metadata if entry.type == "aws:cdk:warning"]
+    assert len(warnings) == 1
+    assert "make batch-env" in warnings[0]
+    assert "onnxruntime" in warnings[0]

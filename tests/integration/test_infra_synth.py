@@ -22,7 +22,7 @@ import pytest
 from tests.support.cfn_lint import lint_errors_and_warnings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STACKS = ("LoanDefaultServerless", "LoanDefaultFargate")
+STACKS = ("LoanDefaultServerless", "LoanDefaultFargate", "LoanDefaultBatch")
 VENV_STAMP = ".venv/.installed"
 
 pytestmark = pytest.mark.slow

@@ -174,6 +174,14 @@ def test_mlflow_token_is_configured_by_secret_arn() -> None:
         ({"mean_pd_margin": True}, "mean_pd_margin"),
         ({"behaviour_min_predictions": 0}, "behaviour_min_predictions"),
         ({"shadow_sample_rate": "1.5"}, "shadow_sample_rate"),
+        ({"batch_release_label": "latest"}, "batch_release_label"),
+        ({"batch_release_label": "emr-7"}, "batch_release_label"),
+        ({"batch_max_vcpu": 4}, "batch_max_vcpu"),
+        ({"batch_max_memory_gb": "lots"}, "batch_max_memory_gb"),
+        ({"batch_max_disk_gb": 10}, "batch_max_disk_gb"),
+        ({"batch_idle_minutes": 0}, "batch_idle_minutes"),
+        ({"batch_input_retention_days": 0}, "batch_input_retention_days"),
+        ({"batch_output_retention_days": -1}, "batch_output_retention_days"),
     ],
 )
 def test_bad_context_values_stop_synthesis_with_a_message_naming_the_key(
@@ -195,3 +203,13 @@ def test_vpc_lookup_is_allowed_once_the_account_is_known() -> None:
         {"vpc_id": "vpc-0123456789abcdef0", "account": "123456789012", "region": "eu-west-1"}
     )
     assert settings.vpc_id == "vpc-0123456789abcdef0"
+
+
+def test_batch_settings_default_to_a_pinned_release_and_bounded_capacity() -> None:
+    settings = settings_from({})
+    assert settings.batch_release_label == "emr-7.5.0"
+    assert (settings.batch_max_vcpu, settings.batch_max_memory_gb) == (32, 128)
+    assert settings.batch_idle_minutes == 15
+    assert settings.batch_python_env == "build/batch-env/pyspark_env.tar.gz"
+    tuned = settings_from({"batch_max_vcpu": "64", "batch_release_label": "emr-7.2.0"})
+    assert (tuned.batch_max_vcpu, tuned.batch_release_label) == (64, "emr-7.2.0")
