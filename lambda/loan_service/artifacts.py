@@ -146,6 +146,11 @@ def _read_manifest(directory: Path) -> Manifest:
     return manifest
 
 
+def read_manifest(directory: Path) -> Manifest:
+    """The folder's manifest alone (no checksums, no model): what reports on scored files need."""
+    return _read_manifest(directory)
+
+
 def _verify_checksums(directory: Path, manifest: Manifest) -> None:
     """Check every listed file before any of them is opened for its content."""
     missing_from_manifest = [name for name in REQUIRED_FILES if name not in manifest.files]

@@ -1,6 +1,9 @@
 """``loan-default score INPUT --out OUTPUT``: score a loan book file (also ``python -m
 loan_default.batch``).
 
+``--report DIR`` adds the portfolio report (``loan_default.batch.portfolio``) of the scored
+output; without ``--out``, INPUT is an existing scored output and only its report is written.
+
 Exit status: 0 scored (rejects, if any, are in the rejects file); 1 stopped because more rows were
 rejected than ``--max-rejects`` allows (no output file is left behind); 2 bad arguments or an
 input that cannot be scored at all (missing file, unknown extension, a feature column missing,
@@ -41,8 +44,13 @@ def build_parser(prog: str | None) -> argparse.ArgumentParser:
         epilog="Exit status: 0 done, 1 stopped by --max-rejects, 2 bad arguments or input.",
     )
     parser.add_argument("input", type=Path, help="loan book, .csv or .parquet")
+    parser.add_argument("--out", type=Path, help="scored output, .parquet or .csv (by extension)")
     parser.add_argument(
-        "--out", required=True, type=Path, help="scored output, .parquet or .csv (by extension)"
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write the portfolio report (portfolio.html, portfolio.json, plots) of the scored "
+        "output into DIR; without --out, INPUT is a scored output and only the report is made",
     )
     parser.add_argument(
         "--engine",
@@ -72,7 +80,7 @@ def build_parser(prog: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:  # noqa: PLR0911
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     name = parser.prog
@@ -85,8 +93,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.max_rejects is not None and args.max_rejects < 0:
         print(f"{name}: --max-rejects must be 0 or more", file=sys.stderr)
         return EXIT_BAD_INPUT
-    rejects_path: Path = args.rejects or default_rejects(args.out)
     from loan_default.batch.rules import InputError
+
+    if args.out is None:
+        if args.report is None:
+            print(f"{name}: give --out OUTPUT (score), --report DIR, or both", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return _report(name, args.input, artifact_dir, args.report)
+    rejects_path: Path = args.rejects or default_rejects(args.out)
 
     try:
         if args.engine == "spark":
@@ -128,4 +142,21 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return EXIT_STOPPED
     print(f"output: {args.out}")
     print(f"rejects: {rejects_path}")
+    if args.report is not None:
+        return _report(name, args.out, artifact_dir, args.report)
+    return EXIT_DONE
+
+
+def _report(name: str, scored: Path, artifact_dir: Path, out: Path) -> int:
+    """The portfolio report of a scored output; one line and exit 2 when it cannot be made."""
+    from loan_default.batch.portfolio import PORTFOLIO_HTML, report_scored
+    from loan_default.batch.rules import InputError
+
+    try:
+        report = report_scored(scored, artifact_dir, out)
+    except (InputError, ArtifactError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"portfolio: {report['loans']} loans, expected loss {report['total_expected_loss']:.2f}")
+    print(f"report: {out / PORTFOLIO_HTML}")
     return EXIT_DONE
