@@ -14,7 +14,9 @@ widened to fixed PD bins where A's scores are too concentrated for deciles); the
 matrix; and with ``--outcomes CSV`` (a ``default`` column of 0/1) the observed default rate of
 each swap set. Outcomes join
 
-* two scored files by row order: one outcome row per loan, in the files' order;
+* two scored files on the outcome file's other columns that both scored files carry (an id such
+  as ``customer_id``, which ``loan-default score`` keeps), else by row order (one outcome row per
+  loan, in the files' order);
 * logged pairs by the request id: a request carries only the book's features (unknown fields are
   refused), so the one key a pair shares with the lender's records is the id the service answered
   with (``request_id`` in the body, ``X-Request-ID`` header), which the caller stores with the
@@ -259,11 +261,52 @@ def outcome_values(path: Path, frame: Any) -> npt.NDArray[np.int64]:
     return values.astype(np.int64)
 
 
-def outcomes_in_order(path: Path) -> Outcomes:
-    """Two scored files: one outcome per loan, in the files' row order."""
-    values = outcome_values(path, read_table(path))
-    join = {"on": "row order", "outcomes": int(values.size), "matched": int(values.size)}
-    return Outcomes(values.astype(np.float64), join)
+def outcomes_for_files(path: Path, frame_a: Any, frame_b: Any) -> Outcomes:
+    """Two scored files: joined on the outcome file's id columns that both scored files carry
+    (e.g. ``customer_id``, kept from the input by ``loan-default score``), else one outcome per
+    loan in the files' row order."""
+    frame = read_table(path)
+    values = outcome_values(path, frame)
+    keys = [
+        column
+        for column in frame.columns
+        if column != OUTCOME_COLUMN and column in frame_a.columns and column in frame_b.columns
+    ]
+    if not keys:
+        join = {"on": "row order", "outcomes": int(values.size), "matched": int(values.size)}
+        return Outcomes(values.astype(np.float64), join)
+    loans_a = frame_a[keys].astype(str).reset_index(drop=True)
+    if len(frame_b) != len(loans_a) or not loans_a.equals(
+        frame_b[keys].astype(str).reset_index(drop=True)
+    ):
+        raise InputError(
+            f"the two scored files differ in {', '.join(keys)}: compare the same loans in the "
+            "same order"
+        )
+    given = frame[keys].astype(str).reset_index(drop=True)
+    twice = given.duplicated(keep=False).to_numpy()
+    if twice.any():
+        rows = np.flatnonzero(twice)[:2] + 1
+        raise InputError(
+            f"{path}: the same {', '.join(keys)} has two outcomes (data rows "
+            f"{' and '.join(str(row) for row in rows)})"
+        )
+    given[OUTCOME_COLUMN] = values.astype(np.float64)
+    observed = loans_a.merge(given, how="left", on=keys)[OUTCOME_COLUMN].to_numpy(np.float64)
+    matched = int((~np.isnan(observed)).sum())
+    if matched == 0:
+        raise InputError(
+            f"{path}: none of its {values.size} outcomes matches a scored loan by {', '.join(keys)}"
+        )
+    used = int(given.merge(loans_a.drop_duplicates(), how="inner", on=keys).shape[0])
+    join = {
+        "on": ", ".join(keys),
+        "outcomes": int(values.size),
+        "matched": used,
+        "loans_without_outcome": int(np.isnan(observed).sum()),
+        "outcomes_without_loan": int(values.size) - used,
+    }
+    return Outcomes(observed, join)
 
 
 def outcomes_by_request(path: Path, keys: Sequence[PairKey]) -> Outcomes:
@@ -435,9 +478,10 @@ def parser(prog: str | None) -> argparse.ArgumentParser:
     cli.add_argument(
         "--outcomes",
         type=Path,
-        help="CSV/Parquet of observed defaults ('default' 0/1): one row per loan in the files' "
-        "order for two scored files; for logged pairs keyed by 'request_id' (and 'loan', the "
-        "1-based position in a batch request)",
+        help="CSV/Parquet of observed defaults ('default' 0/1). Two scored files: keyed by id "
+        "columns both files carry (e.g. customer_id), else one row per loan in their order. "
+        "Logged pairs: keyed by 'request_id' (and 'loan', the 1-based position in a batch "
+        "request)",
     )
     cli.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
     return cli
@@ -453,9 +497,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             a, b, keys = read_pairs(args.a)
             outcomes = outcomes_by_request(args.outcomes, keys) if args.outcomes else None
         else:
-            a = side_of_table(args.a, read_table(args.a))
-            b = side_of_table(args.b, read_table(args.b))
-            outcomes = outcomes_in_order(args.outcomes) if args.outcomes else None
+            frame_a, frame_b = read_table(args.a), read_table(args.b)
+            a, b = side_of_table(args.a, frame_a), side_of_table(args.b, frame_b)
+            outcomes = (
+                outcomes_for_files(args.outcomes, frame_a, frame_b) if args.outcomes else None
+            )
         report = compare(a, b, outcomes)
     except InputError as exc:
         print(f"{name}: {exc}", file=sys.stderr)

@@ -81,6 +81,72 @@ def test_two_scored_files_give_swap_sets_migration_and_outcome_rates(
     assert artifacts == {"compare.json", "compare.html"}
 
 
+def compare_files_with_outcomes(a: Path, b: Path, outcomes: Path, out: Path) -> int:
+    arguments = ["compare", str(a), str(b), "--outcomes", str(outcomes), "--out", str(out)]
+    return cli([*arguments, "--no-mlflow"])
+
+
+def test_scored_files_join_outcomes_on_an_id_column_both_carry(tmp_path: Path) -> None:
+    # GIVEN scored files with customer_id 0..5 and outcomes by customer_id, in another order,
+    # missing customer 1, plus a customer these files do not hold
+    a = write(tmp_path / "a.csv", A)
+    b = write(tmp_path / "b.csv", B)
+    outcomes = tmp_path / "outcomes.csv"
+    pd.DataFrame({"customer_id": [5, 3, 2, 0, 4, 99], "default": [0, 1, 1, 0, 0, 1]}).to_csv(
+        outcomes, index=False
+    )
+
+    # WHEN compared
+    status = compare_files_with_outcomes(a, b, outcomes, tmp_path / "out")
+
+    # THEN each loan got its own customer's outcome
+    assert status == 0
+    report = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert report["outcomes"]["swap_out"]["observed_default_rate"] == 1.0  # customer 2
+    assert report["outcomes"]["swap_in"]["observed_default_rate"] == 0.0  # customer 4
+    assert report["outcomes"]["both_approve"] == {  # customers 0, 1, 5; 1 has none
+        "loans": 3,
+        "with_outcome": 2,
+        "defaults": 0,
+        "observed_default_rate": 0.0,
+    }
+    assert report["outcomes_join"] == {
+        "on": "customer_id",
+        "outcomes": 6,
+        "matched": 5,
+        "loans_without_outcome": 1,
+        "outcomes_without_loan": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "message"),
+    [
+        ({"customer_id": [10, 11], "default": [0, 1]}, "none of its 2 outcomes matches a scored"),
+        (
+            {"customer_id": [1, 2, 1], "default": [0, 1, 1]},
+            "the same customer_id has two outcomes (data rows 1 and 3)",
+        ),
+    ],
+    ids=["no-match", "twice"],
+)
+def test_bad_outcomes_for_scored_files_are_one_line_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], outcomes: dict[str, list[Any]], message: str
+) -> None:
+    a = write(tmp_path / "a.csv", A)
+    b = write(tmp_path / "b.csv", B)
+    outcomes_csv = tmp_path / "outcomes.csv"
+    pd.DataFrame(outcomes).to_csv(outcomes_csv, index=False)
+
+    status = compare_files_with_outcomes(a, b, outcomes_csv, tmp_path / "o")
+
+    assert status == 2
+    error = capsys.readouterr().err
+    assert message in error, error
+    assert error.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
 def answers(side: dict[str, list[float]], rows: range) -> list[dict[str, float]]:
     return [
         {"probability": side["probability"][row], "prediction": side["prediction"][row]}
