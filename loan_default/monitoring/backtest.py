@@ -60,21 +60,31 @@ def hosmer_lemeshow(
     """Statistic, degrees of freedom and p-value over PD-ordered groups of equal size."""
     order = np.argsort(probability, kind="stable")
     groups = [g for g in np.array_split(order, HOSMER_LEMESHOW_GROUPS) if g.size]
+    return hosmer_lemeshow_from_groups(
+        np.array([g.size for g in groups]),
+        np.array([float(probability[g].sum()) for g in groups]),
+        np.array([float(outcome[g].sum()) for g in groups]),
+    )
+
+
+def hosmer_lemeshow_from_groups(
+    sizes: np.ndarray, expected: np.ndarray, observed: np.ndarray
+) -> dict[str, float | int]:
+    """The statistic from each group's loans, PD sum and defaults (groups in PD order)."""
     statistic = 0.0
-    for members in groups:
-        n = members.size
-        expected = float(probability[members].sum())
-        observed = float(outcome[members].sum())
-        mean_pd = expected / n
+    for n, expected_defaults, observed_defaults in zip(
+        sizes.tolist(), expected.tolist(), observed.tolist(), strict=True
+    ):
+        mean_pd = expected_defaults / n
         variance = n * mean_pd * (1.0 - mean_pd)
         if variance > 0:
-            statistic += (observed - expected) ** 2 / variance
-    dof = max(len(groups) - 2, 1)
+            statistic += (observed_defaults - expected_defaults) ** 2 / variance
+    dof = max(len(sizes) - 2, 1)
     return {
         "statistic": statistic,
         "dof": dof,
         "p_value": float(stats.chi2.sf(statistic, dof)),
-        "groups": len(groups),
+        "groups": len(sizes),
     }
 
 
@@ -94,41 +104,69 @@ def backtest(
     outcome: npt.NDArray[np.int8],
     grades: int,
 ) -> dict[str, Any]:
-    """The ``backtest`` block of monitor.json for loans with known outcomes."""
+    """The ``backtest`` block of monitor.json for loans with known outcomes, in memory (the
+    ``monitor`` command streams the same figures: ``outcome_join``)."""
     defaults = int(outcome.sum())
     both_classes = 0 < defaults < outcome.size
-    auc = roc_auc(probability, outcome) if both_classes else None
+    size = grades + 1
+    return backtest_block(
+        loans=int(outcome.size),
+        defaults=defaults,
+        probability_sum=float(probability.sum()),
+        brier_sum=float(np.sum((probability - outcome) ** 2)),
+        roc_auc=roc_auc(probability, outcome) if both_classes else None,
+        ks=ks_statistic(probability, outcome) if both_classes else None,
+        hosmer_lemeshow=hosmer_lemeshow(probability, outcome),
+        grade_loans=np.bincount(grade, minlength=size),
+        grade_defaults=np.bincount(grade, weights=outcome, minlength=size).astype(np.int64),
+        grade_probability_sum=np.bincount(grade, weights=probability, minlength=size),
+    )
+
+
+def backtest_block(
+    *,
+    loans: int,
+    defaults: int,
+    probability_sum: float,
+    brier_sum: float,
+    roc_auc: float | None,
+    ks: float | None,
+    hosmer_lemeshow: dict[str, float | int],
+    grade_loans: np.ndarray,
+    grade_defaults: np.ndarray,
+    grade_probability_sum: np.ndarray,
+) -> dict[str, Any]:
+    """The block from the window's totals; ``grade_*`` are indexed by grade (index 0 unused)."""
     per_grade: list[dict[str, Any]] = []
-    for g in range(1, grades + 1):
-        members = grade == g
-        loans = int(members.sum())
-        if not loans:
+    for g in range(1, grade_loans.size):
+        grade_n = int(grade_loans[g])
+        if not grade_n:
             continue
-        grade_defaults = int(outcome[members].sum())
-        predicted = float(probability[members].mean())
-        jeffreys = jeffreys_p(loans, grade_defaults, predicted)
+        grade_d = int(grade_defaults[g])
+        predicted = float(grade_probability_sum[g]) / grade_n
+        jeffreys = jeffreys_p(grade_n, grade_d, predicted)
         per_grade.append(
             {
                 "grade": g,
-                "loans": loans,
-                "defaults": grade_defaults,
+                "loans": grade_n,
+                "defaults": grade_d,
                 "predicted_pd": predicted,
-                "observed_rate": grade_defaults / loans,
-                "binomial_p": binomial_p(loans, grade_defaults, predicted),
+                "observed_rate": grade_d / grade_n,
+                "binomial_p": binomial_p(grade_n, grade_d, predicted),
                 "jeffreys_p": jeffreys,
                 "verdict": traffic_light(jeffreys),
             }
         )
     return {
-        "loans": int(outcome.size),
+        "loans": loans,
         "defaults": defaults,
-        "observed_rate": defaults / outcome.size,
-        "predicted_pd": float(probability.mean()),
-        "roc_auc": auc,
-        "gini": None if auc is None else 2.0 * auc - 1.0,
-        "ks": ks_statistic(probability, outcome) if both_classes else None,
-        "brier": float(np.mean((probability - outcome) ** 2)),
-        "hosmer_lemeshow": hosmer_lemeshow(probability, outcome),
+        "observed_rate": defaults / loans,
+        "predicted_pd": probability_sum / loans,
+        "roc_auc": roc_auc,
+        "gini": None if roc_auc is None else 2.0 * roc_auc - 1.0,
+        "ks": ks,
+        "brier": brier_sum / loans,
+        "hosmer_lemeshow": hosmer_lemeshow,
         "grades": per_grade,
         "verdict": _worst_light([entry["verdict"] for entry in per_grade]),
     }

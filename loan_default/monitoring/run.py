@@ -8,22 +8,21 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from loan_default.monitoring.report import MONITOR_JSON, REPORT_HTML, write_report
 from loan_default.monitoring.window import (
     MODEL_VERSION_COLUMN,
     MonitorInputError,
-    Outcomes,
     WindowCounts,
     file_columns,
     open_batches,
 )
 from loan_service.artifacts import MANIFEST_FILE, ArtifactBundle, ArtifactError, load_artifacts
 from loan_service.stability import MasterScale, Reference
+
+if TYPE_CHECKING:
+    from loan_default.monitoring.outcome_join import OutcomeJoin
 
 EXPERIMENT_NAME = "loan-default-monitoring"
 
@@ -62,48 +61,29 @@ def load_bundle(directory: Path) -> tuple[ArtifactBundle, Reference, MasterScale
     return bundle, bundle.reference, bundle.master_scale
 
 
-def read_outcomes(path: Path, id_column: str, target_column: str) -> Outcomes:
-    import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-
-    if not path.is_file():
-        raise MonitorInputError(f"outcomes file {path} does not exist")
-    try:
-        table = pacsv.read_csv(path)
-    except pa.ArrowInvalid as exc:
-        raise MonitorInputError(f"outcomes file {path} is not readable CSV: {exc}") from exc
-    missing = [c for c in (id_column, target_column) if c not in table.column_names]
-    if missing:
-        raise MonitorInputError(f"outcomes file {path} lacks the column(s) {', '.join(missing)}")
-    if table.num_rows == 0:
-        raise MonitorInputError(f"outcomes file {path} has no rows")
-    ids = table.column(id_column).combine_chunks()
-    if ids.null_count:
-        raise MonitorInputError(f"outcomes file {path}: column {id_column} has empty ids")
-    if len(pc.unique(ids)) != len(ids):
-        raise MonitorInputError(f"outcomes file {path}: column {id_column} repeats loan ids")
-    target = table.column(target_column)
-    if pa.types.is_boolean(target.type):
-        target = pc.cast(target, pa.int8())
-    values = np.asarray(target.to_numpy(zero_copy_only=False), dtype=np.float64)
-    bad = np.flatnonzero(~np.isin(values, (0.0, 1.0)))
-    if bad.size or (not pa.types.is_integer(target.type) and not pa.types.is_int8(target.type)):
-        first = (bad[:3] + 2).tolist() if bad.size else "?"
-        raise MonitorInputError(
-            f"outcomes file {path}: column {target_column} must be 0 or 1 (rows {first})"
-        )
-    return Outcomes(ids=ids, defaulted=values.astype(np.int8), id_column=id_column)
-
-
 def run_monitor(request: MonitorRequest) -> dict[str, Any]:
     """Compute the window's report, write it into ``request.out`` and log it to MLflow."""
     bundle, reference, master_scale = load_bundle(request.artifacts)
+    outcomes = None
+    if request.outcomes:
+        from loan_default.monitoring.outcome_join import OutcomeJoin
+
+        outcomes = OutcomeJoin(request.outcomes, request.id_column, request.target_column)
+    try:
+        return _run_window(request, bundle, reference, master_scale, outcomes)
+    finally:
+        if outcomes is not None:
+            outcomes.cleanup()
+
+
+def _run_window(
+    request: MonitorRequest,
+    bundle: ArtifactBundle,
+    reference: Reference,
+    master_scale: MasterScale,
+    outcomes: OutcomeJoin | None,
+) -> dict[str, Any]:
     manifest = bundle.manifest
-    outcomes = (
-        read_outcomes(request.outcomes, request.id_column, request.target_column)
-        if request.outcomes
-        else None
-    )
     counts = WindowCounts(reference, master_scale, outcomes)
     if request.scored is not None:
         columns = counts.columns(file_columns(request.scored))  # + optional ones it carries
@@ -139,16 +119,13 @@ def run_monitor(request: MonitorRequest) -> dict[str, Any]:
         **counts.summary(),
     }
     if outcomes is not None:
-        probability, grade, outcome = counts.matched()
-        if probability.size == 0:
+        backtest = outcomes.backtest(master_scale.grades)
+        if backtest is None:
             raise MonitorInputError(
                 f"outcomes file {request.outcomes} matches no scored loan "
                 f"(joined on {request.id_column})"
             )
-        from loan_default.monitoring.backtest import backtest  # scipy: only for a back-test
-
-        result["backtest"] = backtest(probability, grade, outcome, master_scale.grades)
-        result["backtest"]["unmatched_outcomes"] = len(outcomes.ids) - int(probability.size)
+        result["backtest"] = backtest
     from training.export import staging_folder
 
     with staging_folder(request.out) as staging:

@@ -3,8 +3,8 @@
 The window is read in Arrow record batches (``pyarrow``: Parquet row groups or CSV blocks), and
 each batch only adds to fixed-size counters: per bin of the score, of each grade and of each
 feature, plus missing and out-of-range counts. Memory is therefore the batch plus the counters,
-whatever the window's size. With outcomes, the loans that have one also keep (PD, grade, outcome):
-9 bytes each, for the back-test's ranks.
+whatever the window's size. With outcomes, each batch's (id, PD, grade) is spilled to disk for the
+streamed join (``outcome_join``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +27,9 @@ from loan_service.stability import (
     verdict,
     worst,
 )
+
+if TYPE_CHECKING:
+    from loan_default.monitoring.outcome_join import OutcomeJoin
 
 BATCH_ROWS: Final = 1 << 20
 PROBABILITY_COLUMN: Final = "probability"
@@ -122,30 +125,18 @@ class FeatureCounts:
 
 
 @dataclass(slots=True)
-class Outcomes:
-    """Observed defaults keyed by loan id (the ``--outcomes`` CSV)."""
-
-    ids: pa.Array
-    defaulted: np.ndarray  # int8, aligned with ids
-    id_column: str
-
-
-@dataclass(slots=True)
 class WindowCounts:
     """Everything a window contributes, accumulated batch by batch."""
 
     reference: Reference
     master_scale: MasterScale
-    outcomes: Outcomes | None = None
+    outcomes: OutcomeJoin | None = None
     loans: int = 0
     score: FeatureCounts = field(init=False)
     grades: np.ndarray = field(init=False)
     grade_pd_sum: np.ndarray = field(init=False)
     features: dict[str, FeatureCounts] = field(init=False)
     model_versions: set[str] = field(default_factory=set)
-    matched_pd: list[np.ndarray] = field(default_factory=list)
-    matched_grade: list[np.ndarray] = field(default_factory=list)
-    matched_outcome: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.score = FeatureCounts(self.reference.score, np.zeros(self.reference.score.bins, int))
@@ -196,16 +187,7 @@ class WindowCounts:
         for name, counts in self.features.items():
             counts.add(batch.column(name), name)
         if self.outcomes is not None:
-            ids = batch.column(self.outcomes.id_column)
-            if ids.type != self.outcomes.ids.type:
-                ids = pc.cast(ids, self.outcomes.ids.type)
-            position = pc.index_in(ids, value_set=self.outcomes.ids)
-            hit = np.asarray(pc.is_valid(position).to_numpy(zero_copy_only=False))
-            if hit.any():
-                rows = np.asarray(pc.drop_null(position).to_numpy(zero_copy_only=False))
-                self.matched_pd.append(probability[hit])
-                self.matched_grade.append(grades[hit].astype(np.int8))
-                self.matched_outcome.append(self.outcomes.defaulted[rows])
+            self.outcomes.add_scored(batch.column(self.outcomes.id_column), probability, grades)
 
     def summary(self) -> dict[str, Any]:
         """Stability figures of the window (the part of monitor.json that needs no outcomes)."""
@@ -274,13 +256,3 @@ class WindowCounts:
             "missing_or_out_of_range_grew": grew,
             "verdict": worst(verdicts),
         }
-
-    def matched(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(PD, grade, outcome) of the loans with a known outcome."""
-        if not self.matched_pd:
-            return np.empty(0), np.empty(0, np.int8), np.empty(0, np.int8)
-        return (
-            np.concatenate(self.matched_pd),
-            np.concatenate(self.matched_grade).astype(np.int64),
-            np.concatenate(self.matched_outcome),
-        )
