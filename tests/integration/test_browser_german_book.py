@@ -208,3 +208,25 @@ def test_german_example_file_has_the_books_columns(
         page.get_by_role("button", name="Score the file").click()
     assert answer.value.status == 200
     expect(page.locator("#batch-table tbody tr")).to_have_count(1)
+
+
+def test_german_page_at_phone_width_has_no_sideways_scroll_and_44px_controls(
+    phone_page: Page, german_app: str
+) -> None:
+    # GIVEN the German page on a 375 px phone, with a result shown
+    open_page(phone_page, german_app)
+    submit_single_loan(phone_page)
+
+    # THEN its long category values never widen the page, and every control is a touch target
+    assert (
+        phone_page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        == 0
+    )
+    heights = phone_page.evaluate(
+        "[...document.querySelectorAll('#fields input, #fields select')]"
+        ".map((node) => [node.id, node.getBoundingClientRect().height])"
+    )
+    assert len(heights) == 18
+    assert [name for name, height in heights if height < 44] == []
