@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.results_file import run_facts, write_block
 from tools.image_emulation import (
     CACHE_DIR,
     IMAGE_TASK_ROOT,
@@ -114,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         context = build_context(REPO_ROOT, replace={"artifacts": artifacts})
         print(f"\nbuild context ({len(context)} files): {_mb(context_bytes(context))}")
         print(f"task root {IMAGE_TASK_ROOT} (uncompressed): {_mb(task_root_size)}")
-        for name, size in largest_entries(image.task_root):
+        largest = largest_entries(image.task_root)
+        for name, size in largest:
             print(f"  {size / 1000**2:8.1f} MB  {name}")
 
         timings = measure_cold_starts(image, args.runs)
@@ -149,6 +151,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nbudgets:")
     for name, met, figure in budgets:
         print(f"  {'met ' if met else 'MISSED'}  {name:22s} {figure}")
+    command = f"python -m bench.image --runs {args.runs}" + (
+        f" --artifacts {args.artifacts}" if args.artifacts else ""
+    )
+    lines = [
+        "## Image: the emulated Lambda task root (`bench/image.py`)",
+        "",
+        run_facts(load_before, load_after, command),
+        f"- Task root {IMAGE_TASK_ROOT}, uncompressed: {_mb(task_root_size)}; largest entries: "
+        + ", ".join(f"{name} {size / 1000**2:.1f} MB" for name, size in largest),
+        f"- Cold start, process start to first response, {args.runs} runs each "
+        "(median / min / max):",
+        *(
+            f"  - {labels[path_name]}: {statistics.median(values):.3f} / {min(values):.3f} / "
+            f"{max(values):.3f} s"
+            for path_name, values in timings.items()
+        ),
+        "",
+        "| budget | measured | |",
+        "|---|---|---|",
+        *(f"| {name} | {figure} | {'met' if met else 'missed'} |" for name, met, figure in budgets),
+    ]
+    write_block("image", lines)
     return 0 if all(met for _, met, _ in budgets) else 1
 
 

@@ -30,10 +30,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.results_file import write_block
+
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
-RESULTS_FILE: Final = REPO_ROOT / "bench" / "results.md"
-BEGIN: Final = "<!-- monitor benchmark: written by python -m bench.monitor -->"
-END: Final = "<!-- end of monitor benchmark -->"
 BUDGET_SECONDS: Final = 30.0
 CHUNK: Final = 1_000_000
 
@@ -117,17 +116,6 @@ def run_monitor(
     return seconds, cpu, after.ru_maxrss / 1024.0
 
 
-def write_results(lines: list[str]) -> None:
-    block = "\n".join([BEGIN, *lines, END])
-    text = RESULTS_FILE.read_text(encoding="utf-8") if RESULTS_FILE.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS_FILE.write_text(text, encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, default=REPO_ROOT / "artifacts")
@@ -173,7 +161,7 @@ def main() -> int:
     for label, seconds, cpu, peak in results:
         verdict = "met" if cpu < BUDGET_SECONDS else "missed"
         lines.append(f"| {label} | {cpu:.1f} s | {seconds:.1f} s | {peak:,.0f} MiB | {verdict} |")
-    write_results(lines)
+    write_block("monitor", lines)
     return 0 if all(cpu < BUDGET_SECONDS for _, _, cpu, _ in results[:2]) else 1
 
 

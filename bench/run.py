@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench import probes
+from bench.results_file import RESULTS_FILE
 from bench.wrk import LoadResult, ensure_wrk, run_wrk, write_lua_script
 from tests.support.loans import loan_rows
 from tests.support.paths import LAMBDA_ROOT, PROJECT_CSV, REPO_ROOT
@@ -62,7 +63,7 @@ from tests.support.servers import (
 )
 
 REFERENCE_DATA: Final = REPO_ROOT.parent / "shared" / "data" / "Loan_Data.csv"
-RESULTS_FILE: Final = REPO_ROOT / "bench" / "results.md"
+
 QUICK_RESULTS_FILE: Final = Path(tempfile.gettempdir()) / "loan-bench-results-quick.md"
 ROTATING_LOANS: Final = 64
 BATCH_SIZE: Final = 1000

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.results_file import run_facts, write_block
 from tests.support.events import http_api_event
 from tests.support.lambda_context import FakeLambdaContext
 from tests.support.loans import MIDDLING_LOAN
@@ -372,8 +373,26 @@ def main(argv: list[str] | None = None) -> int:
         f"Serving benchmark ({os.cpu_count()} CPUs; load average {load_before:.2f} before, "
         f"{load_after:.2f} after{contention})"
     )
-    for name, value, budget, verdict in report_rows(handler, cold, http):
+    rows = report_rows(handler, cold, http)
+    for name, value, budget, verdict in rows:
         print(f"  {name:40s} {value:>18s}  {budget:>12s}  {verdict}")
+    command = f"python -m bench.serving --artifacts {args.artifacts} --duration {args.duration}"
+    lines = [
+        "## Serving: the Lambda handler, a fresh process, uvicorn (`bench/serving.py`)",
+        "",
+        run_facts(load_before, load_after, command),
+        f"- Handler: {handler.samples:,} calls of one `POST /predict` (HTTP API event) in process; "
+        f"cold start: median of {cold.runs}; uvicorn: {http.workers} workers, "
+        f"{http.connections} keep-alive connections, {http.duration_s} s of `wrk`.",
+        "",
+        "| figure | measured | budget | |",
+        "|---|---:|---|---|",
+        *(
+            f"| {name.strip()} | {value} | {budget} | {verdict} |"
+            for name, value, budget, verdict in rows
+        ),
+    ]
+    write_block("serving", lines)
     return 0
 
 

@@ -11,7 +11,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +27,7 @@ from loan_service.prediction_log import PredictionLog
 from loan_service.service import PredictionService
 from loan_service.settings import Settings
 from tests.support.paths import LAMBDA_ROOT, REPO_ROOT, SHARED_EVENTS_DIR
+from tests.support.servers import uvicorn_command
 
 needs_shared_events = pytest.mark.skipif(
     not SHARED_EVENTS_DIR.is_dir(), reason=f"{SHARED_EVENTS_DIR} is absent"
@@ -86,29 +86,13 @@ def lines(stream: io.StringIO) -> Iterator[str]:
     yield from (line for line in stream.getvalue().splitlines() if line.strip())
 
 
-UVICORN_ARGS = ("--app-dir", str(LAMBDA_ROOT), "--http", "httptools", "--loop", "uvloop")
-
-
 def start_uvicorn(
     artifact_dir: Path, port: int, env: dict[str, str] | None = None, workers: int = 1
 ) -> subprocess.Popen[str]:
-    """``python -m uvicorn main:app`` with httptools + uvloop (the server ``make serve`` starts
-    through ``http_server``), on ``port``."""
+    """The service under uvicorn (``servers.uvicorn_command``: httptools + uvloop, the server
+    ``make serve`` starts through ``http_server``) on ``port``, at INFO so its shutdown shows."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "main:app",
-        *UVICORN_ARGS,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--workers",
-        str(workers),
-    ]
+    command = [*uvicorn_command(port, workers, log_level="info"), "--app-dir", str(LAMBDA_ROOT)]
     return subprocess.Popen(
         command,
         cwd=REPO_ROOT,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.results_file import markers, write_block
 from bench.run import (
     BenchConfig,
     CpuSample,
@@ -235,3 +236,17 @@ def test_a_failed_request_in_any_round_counts_once() -> None:
     failing = results.http_rounds["reference"][0]
     results.http_rounds["reference"][0] = dataclasses.replace(failing, errors=3)
     assert errors_total(results) == 3
+
+
+def test_a_benchmark_block_replaces_only_its_own_lines_in_the_results_file(tmp_path: Path) -> None:
+    results = tmp_path / "results.md"
+    results.write_text("# Benchmark results\n\nheadline\n")
+    write_block("serving", ["first run"], results)
+    write_block("image", ["image run"], results)
+    write_block("serving", ["second run"], results)
+    text = results.read_text()
+    assert text.startswith("# Benchmark results\n\nheadline\n")
+    assert "second run" in text
+    assert "first run" not in text
+    assert text.count(markers("serving")[0]) == 1
+    assert text.index("second run") < text.index("image run")
