@@ -16,7 +16,6 @@ import contextlib
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,8 +31,10 @@ from urllib.parse import urlsplit
 
 from playwright.sync_api import FilePayload, Page, Response, ViewportSize, expect
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-LAMBDA_DIR = REPO_ROOT / "lambda"
+from tests.support.paths import LAMBDA_ROOT, REPO_ROOT
+from tests.support.servers import free_port
+from training.schema import DEFAULT_BOOK
+
 CHROMIUM_PATH = Path("/usr/bin/chromium")
 # Flags for a sandbox-less container with no GPU and no route to Google's update/sync services.
 CHROMIUM_ARGS = [
@@ -49,23 +50,10 @@ CHROMIUM_ARGS = [
 SERVER_START_TIMEOUT_S = 60.0
 DESKTOP_VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
 PHONE_VIEWPORT: ViewportSize = {"width": 375, "height": 812}
-FEATURES = (
-    "credit_lines_outstanding",
-    "loan_amt_outstanding",
-    "total_debt_outstanding",
-    "income",
-    "years_employed",
-    "fico_score",
-)
-# The values the page prefills; tests post the same loan straight to the API to compare answers.
-PAGE_EXAMPLE_LOAN: dict[str, float | int] = {
-    "credit_lines_outstanding": 3,
-    "loan_amt_outstanding": 4500,
-    "total_debt_outstanding": 13000,
-    "income": 60000,
-    "years_employed": 4,
-    "fico_score": 610,
-}
+FEATURES = DEFAULT_BOOK.feature_names
+# The values the page prefills (the schema file's examples, which GET /model publishes); tests post
+# the same loan straight to the API to compare answers.
+PAGE_EXAMPLE_LOAN: dict[str, Any] = {f.name: f.example for f in DEFAULT_BOOK.features}
 # Headers that belong to one hop of a connection, never forwarded by a proxy (RFC 9110 §7.6.1).
 HOP_BY_HOP = {
     "connection",
@@ -88,13 +76,6 @@ def percent(probability: float) -> str:
     if 0.9995 <= probability < 1:
         return ">99.9%"
     return f"{probability * 100:.1f}%"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def http_json(
@@ -122,7 +103,7 @@ def serve_app(artifact_dir: Path) -> Iterator[str]:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     env.update({"ARTIFACT_DIR": str(artifact_dir), "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"})
-    command = [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(LAMBDA_DIR)]
+    command = [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(LAMBDA_ROOT)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     base_url = f"http://127.0.0.1:{port}/"
     with tempfile.TemporaryFile(mode="w+") as log:
