@@ -204,7 +204,8 @@ run: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## fresh clone: .venv (runtime 
 # `make bench`: the service against the original design in one run (bench/run.py writes
 # bench/results.md, the one place measured figures live), then the serving figures
 # (bench/serving.py) and the image budgets (bench/image.py, on the emulated image of
-# tools/image_emulation.py). Every part runs even when an earlier one misses a goal; the exit
+# tools/image_emulation.py), the monitor over 10M scored loans, and the serving figures before
+# and after this round in one run (bench/before_after.py). Every part runs even when an earlier one misses a goal; the exit
 # status says whether any did. wrk is Debian's package, installed here when missing.
 # `make bench BENCH_ARGS=--quick` is a short smoke run (no 1M-row training).
 BENCH_ARGS ?=
@@ -226,6 +227,7 @@ bench: install bench-deps $(ARTIFACTS)/manifest.json ## service vs original desi
 	echo; $(PY) -m bench.serving --artifacts $(ARTIFACTS) || status=$$?; \
 	echo; $(PY) -m bench.image --artifacts $(ARTIFACTS) || status=$$?; \
 	echo; $(PY) -m bench.monitor --artifacts $(ARTIFACTS) || status=$$?; \
+	echo; $(PY) -m bench.before_after || status=$$?; \
 	exit $$status
 
 # Known vulnerabilities in what the image installs (requirements/runtime*.txt, hash-pinned):
