@@ -45,7 +45,7 @@ from tests.support.loans import MIDDLING_LOAN
 from tests.support.servers import free_port, start_server, uvicorn_command
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
-BLOCK: Final = "before and after"
+BLOCK: Final = "before_after"
 HTTP_RATIO_BUDGET: Final = 0.90  # after / before requests/s
 HANDLER_RATIO_BUDGET: Final = 1.10  # after / before p50
 COLD_START_BUDGET_S: Final = 0.45

@@ -25,10 +25,10 @@ def test_rounds_alternate_the_order_and_each_figure_is_the_median() -> None:
 def test_a_block_is_appended_once_then_replaced_in_place(tmp_path: Path) -> None:
     results = tmp_path / "results.md"
     results.write_text("# Benchmark results\n\nother figures\n")
-    write_block("before and after", ["first"], results)
-    write_block("before and after", ["second"], results)
+    write_block("before_after", ["first"], results)
+    write_block("before_after", ["second"], results)
     text = results.read_text()
     assert text.startswith("# Benchmark results\n\nother figures\n")
     assert "first" not in text
     assert text.count("second") == 1
-    assert text.count("<!-- before and after benchmark") == 1
+    assert text.count("<!-- before_after benchmark") == 1
