@@ -31,6 +31,7 @@ from tools.image_emulation import (
     decode_body,
     file_snapshot,
     invoke_handler_in_fresh_process,
+    isolated_python,
     lambda_environment,
     link_tree,
     load_event,
@@ -143,6 +144,31 @@ def test_bad_request_event_gets_a_422_naming_each_field_without_internals(
     text = json.dumps(body)
     assert "Traceback" not in text
     assert str(image.task_root) not in text
+
+
+def test_the_stability_check_entry_loads_the_baked_reference_from_the_task_root_alone(
+    image: EmulatedImage,
+) -> None:
+    """``monitor_handler.handler`` (the scheduled function's CMD) imports with the runtime set
+    only - boto3 is the Lambda runtime's, imported when it runs - and verifies the baked folder."""
+    probe = (
+        "import monitor_handler; r = monitor_handler.baked_reference(); "
+        "print(r.model_version, r.score.bins, ','.join(r.features))"
+    )
+    run = subprocess.run(
+        [*isolated_python(image), "-c", probe],
+        env=lambda_environment(image),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    manifest = json.loads((image.task_root / "artifacts" / "manifest.json").read_text())
+    version, bins, features = run.stdout.split()
+    assert version == manifest["model_version"]
+    assert int(bins) >= 2
+    assert features.split(",") == manifest["features"]
 
 
 def test_serving_writes_nothing_into_the_read_only_task_root(image: EmulatedImage) -> None:
