@@ -17,30 +17,10 @@ from starlette.testclient import TestClient
 
 from loan_default.batch.cli import main
 from loan_default.batch.core import ANSWER_COLUMNS
+from tests.support.dirty_books import DIRTY_CELLS, dirty_book
 from tests.support.paths import GERMAN_SCHEMA
 from tests.support.serving_fixtures import build_test_app
 from training.book_file import load_schema
-
-# (0-based frame row, column, value written, the reject expected or None when the row is scored)
-DIRTY_CELLS: list[tuple[int, str, str, str | None]] = [
-    (2, "housing", "castle", "unknown category: 'castle'"),
-    (4, "purpose", "", "missing"),
-    (6, "duration_in_month", "0", "below the minimum 1: 0"),
-    (8, "credit_amount", "abc", "not a number: 'abc'"),
-    (10, "housing", " own ", None),  # trimmed, as training reads a category
-    (12, "job", "NaN", "missing"),
-    (14, "credit_amount", "0", "must be more than 0: 0"),
-    (14, "housing", "Own", "unknown category: 'Own'"),  # two bad values: two rejects, one row
-]
-
-
-def dirty_book(csv: Path, path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    for row, column, value, _ in DIRTY_CELLS:
-        frame.loc[row, column] = value
-    frame.insert(0, "loan_id", [f"L{i:04d}" for i in range(len(frame))])
-    frame.to_csv(path, index=False)
-    return frame
 
 
 def api_value(value: Any, category: bool) -> Any:

@@ -21,11 +21,10 @@ from loan_default.batch.cli import main
 from loan_default.batch.core import ANSWER_COLUMNS, BatchScorer
 from loan_service.service import PredictionService
 from tests.support.default_book import FEATURES, REASON_CODES, LoanApplication
+from tests.support.dirty_books import DIRTY_REJECTS, DIRTY_ROWS
 from tests.support.loans import TYPICAL_LOAN
-from tests.support.paths import REPO_ROOT
+from tests.support.paths import PROJECT_CSV, REPO_ROOT
 from tests.support.serving_fixtures import build_test_app
-
-PROJECT_CSV = REPO_ROOT / "Data" / "Loan_Data.csv"
 
 
 @pytest.fixture(scope="module")
@@ -93,28 +92,6 @@ def test_every_reference_loan_gets_the_apis_answer(
     output = tmp_path / "reference.parquet"
     assert score(trained_artifacts, str(reference_csv), "--out", str(output)) == 0
     assert_answers_equal_the_api(read(output), service)
-
-
-DIRTY_ROWS = [
-    "1,2,3000,4000,50000,3,abc,0",
-    "2,,3000,4000,50000,3,600,0",
-    "3,1,3000,4000,0,3,600,0",
-    "4,1.5,3000,4000,50000,3,900,0",
-    "5,1,3000",
-    "6,1,3000,4000,50000,3,nan,0",
-    "7,1,-5,4000,50000,3,700,1",
-    "8,1,3000,4000,50000,3,700.0,1",
-]
-DIRTY_REJECTS = [
-    (3, "fico_score", "not a number: 'abc'"),
-    (4, "credit_lines_outstanding", "missing"),
-    (5, "income", "must be more than 0: 0"),
-    (6, "credit_lines_outstanding", "not a whole number: 1.5"),
-    (6, "fico_score", "above the maximum 850: 900"),
-    (7, None, "expected 8 fields, found 3"),
-    (8, "fico_score", "not a finite number: nan"),
-    (9, "loan_amt_outstanding", "below the minimum 0: -5"),
-]
 
 
 def write_dirty_csv(path: Path, repeat: int = 1) -> None:

@@ -19,8 +19,8 @@ from pyspark.sql import SparkSession
 from loan_default.batch.cli import main as score_main
 from loan_default.batch.spark import main as spark_main
 from loan_default.batch.spark import score_with_spark, spark_session
-from tests.functional.test_batch_german_credit import DIRTY_CELLS, dirty_book
-from tests.functional.test_batch_score import DIRTY_ROWS, PROJECT_CSV
+from tests.support.dirty_books import DIRTY_CELLS, DIRTY_ROWS, dirty_book
+from tests.support.paths import PROJECT_CSV
 
 
 @pytest.fixture(scope="module")
