@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra_cdk.environment import TASK_ROOT
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO_ROOT / "Dockerfile.lambda"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
@@ -54,7 +56,7 @@ EVENTS_DIR = REPO_ROOT / "lambda" / "events"
 CACHE_DIR = REPO_ROOT / ".build" / "image"
 
 # What the AWS Lambda Python base image provides that the build relies on (its ENV and layout).
-IMAGE_TASK_ROOT = "/var/task"
+IMAGE_TASK_ROOT = TASK_ROOT
 IMAGE_RUNTIME_DIR = "/var/runtime"
 BASE_IMAGE_ENV = {
     "LAMBDA_TASK_ROOT": IMAGE_TASK_ROOT,
