@@ -1,4 +1,4 @@
-"""Prediction-log export capacity: MLflow traces per second, to a local server and to a SQLite file.
+"""Prediction-log export capacity: MLflow traces per second, to a local MLflow server over OTLP.
 
 What it measures: the exporter the service runs (``lambda/loan_service/prediction_log.py``), fed a
 backlog, as under a load above its capacity. Records are real answers of the trained model
@@ -8,8 +8,8 @@ too); then N records are enqueued at once and the clock runs until the last one 
 N / elapsed is the sustained export rate. Afterwards every request id is looked up in
 MLflow: a run counts only if all N traces are there.
 
-Runs, per backend (an ``mlflow server`` started here with a SQLite store and one worker, and a
-``sqlite:///`` file written in process):
+Runs, against an ``mlflow server`` started here with a SQLite store and one worker (the only
+backend: the service sends traces over OTLP, which only a server receives):
 
 * ``batched``: the service's settings (up to ``MAX_BATCH_RECORDS`` traces per round trip);
 * ``per-trace``: the same code with a batch cap of 1 (one round trip per trace);
@@ -17,7 +17,7 @@ Runs, per backend (an ``mlflow server`` started here with a SQLite store and one
   tracing exporter), loaded from git history (``PREVIOUS_DESIGN_COMMIT``).
 
 Usage: ``.venv/bin/python -m bench.prediction_log [--records 2000] [--slow-records 200]
-[--backends server,sqlite] [--designs batched,per-trace,previous] [--artifacts DIR] [--json]``.
+[--designs batched,per-trace,previous] [--artifacts DIR] [--json]``.
 The load average is printed with every figure: above 1 on this 2-core machine, the figure was
 measured under contention.
 """
@@ -25,7 +25,6 @@ measured under contention.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import os
@@ -47,7 +46,7 @@ DEFAULT_ARTIFACTS = REPO_ROOT / "artifacts"
 PREVIOUS_DESIGN_COMMIT = "4005d759a8baaa90fdcd3e162f608bcf275f6a50"  # one trace per MLflow call
 PREDICTION_LOG_PATH = "lambda/loan_service/prediction_log.py"
 DESIGNS = ("batched", "per-trace", "previous")
-BACKENDS = ("server", "sqlite")
+BACKENDS = ("server",)
 CONTENTION_LOAD = 1.0
 RUN_TIMEOUT_SECONDS = 900
 WARM_UP_RECORDS = 20
@@ -157,6 +156,7 @@ def run_worker(backend: str, design: str, tracking_uri: str, records: int, artif
     warm_up = _records(artifacts, WARM_UP_RECORDS, f"{run_id}-warm-up")
     batch = _records(artifacts, records, run_id)
     with tempfile.TemporaryDirectory() as workdir:
+        features: dict[str, Any] = {}
         if design == "previous":
             module: Any = _previous_design_module(Path(workdir))
             options: dict[str, Any] = {}
@@ -164,8 +164,12 @@ def run_worker(backend: str, design: str, tracking_uri: str, records: int, artif
             import loan_service.prediction_log as module
 
             options = {"max_batch_records": 1} if design == "per-trace" else {}
+            manifest = json.loads((artifacts / "manifest.json").read_text())
+            features = {"features": manifest["features"]}
         log = module.BackgroundPredictionLog(
-            module.MlflowTraceExporter(tracking_uri, run_id), capacity=records, **options
+            module.MlflowTraceExporter(tracking_uri, run_id, **features),
+            capacity=records,
+            **options,
         ).start()
         deadline = time.monotonic() + 120
         while log.status().state != "ok":
@@ -256,7 +260,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--slow-records", type=int, default=200, help="records per per-trace/previous run"
     )
-    parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--designs", default=",".join(DESIGNS))
     parser.add_argument("--json", action="store_true", help="print JSON lines instead")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -267,16 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.artifacts / "manifest.json").exists():
         raise BenchmarkError(f"no trained model in {args.artifacts}: run `make train` first")
-    backends = [name for name in args.backends.split(",") if name]
     designs = [name for name in args.designs.split(",") if name]
     runs: list[ExportRun] = []
     with tempfile.TemporaryDirectory(prefix="bench-prediction-log-") as home:
-        for backend in backends:
-            with contextlib.ExitStack() as stack:
-                if backend == "server":
-                    uri = stack.enter_context(running_mlflow_server(Path(home)))
-                else:
-                    uri = f"sqlite:///{Path(home) / 'direct.db'}"
+        for backend in BACKENDS:
+            with running_mlflow_server(Path(home)) as uri:
                 for design in designs:
                     records = args.records if design == "batched" else args.slow_records
                     run = _measure(backend, design, uri, records, args.artifacts)

@@ -55,10 +55,6 @@ UNAUDITABLE_HERE: Final[dict[str, str]] = {
         "and 3.12 (the image), see requirements/runtime.in; only per-release advisories can "
         "vouch for 2.4.6"
     ),
-    "cachetools==7.3.3": (
-        "held below 8 by mlflow-tracing 3.17.2's own requirement (cachetools<8,>=5.0.0), not by "
-        "us; only per-release advisories can vouch for 7.3.3"
-    ),
 }
 
 # The image's interpreter and platforms (Dockerfile.lambda: the AWS Lambda Python 3.12 base, built

@@ -7,39 +7,37 @@ drops the record and counts it.
 Export. One daemon thread waits for a record, then takes every record already waiting, up to
 ``MAX_BATCH_RECORDS`` records or about ``MAX_BATCH_LOANS`` loans, without waiting for more: batches
 grow with the load, and a lone request is shipped at once. Each record becomes the root span of
-its own MLflow trace: the request's inputs and outputs, its start and end, the trace tags
-``request_id`` and ``model_version``, and the span attributes ``endpoint``, ``latency_ms`` and
-``n_loans``. The whole batch is written in ONE call:
+its own trace: the request's inputs and outputs, its start and end, the trace tags ``request_id``
+and ``model_version``, and the span attributes ``endpoint``, ``latency_ms`` and ``n_loans``. The
+whole batch is ONE OTLP/HTTP protobuf POST, sent by OpenTelemetry's own ``OTLPSpanExporter`` to
+the MLflow server's documented OTLP endpoint ``/v1/traces`` (MLflow >= 3.6 with a SQL backend)
+with the experiment in the ``x-mlflow-experiment-id`` header. The server creates each trace, its
+request/response previews and its tags from the root span (the attributes below). No MLflow
+package is imported: the experiment's id is one REST call (``experiments/get-by-name``, and
+``experiments/create`` when it is missing). A tracking URI that is not a server (``sqlite:///``,
+a ``./mlruns`` folder) cannot receive spans: logging is off, with one error line.
 
-* an MLflow server (``http(s)://``): one OTLP/HTTP protobuf POST to its ``/v1/traces`` endpoint
-  (MLflow >= 3.6 with a SQL backend), which creates each trace, its request/response previews and
-  its tags from the root span;
-* a database URI (``sqlite:///mlflow.db``, ``make run``): the store call the server makes for such
-  a POST, ``log_spans``, run in this thread (so the store's CPU work is this process's).
+Failures. The experiment lookup gives up after ``MLFLOW_HTTP_TIMEOUT_SECONDS`` to connect or
+``EXPORT_READ_TIMEOUT_SECONDS`` to answer; one export (the exporter's own quick retries of a
+refused connection or a 429/502/503/504 included) gives up after ``EXPORT_TIMEOUT_SECONDS``. A
+failed batch is re-sent after a back-off (1 s doubling to 60 s), at most ``MAX_EXPORT_ATTEMPTS``
+times in all, then counted as failed. Trace ids are chosen once per batch, so a send that landed
+before it timed out is overwritten by the retry, not duplicated. Meanwhile new records wait in,
+or are dropped from, the bounded queue.
 
-MLflow's own per-trace export costs two HTTP calls and two database transactions per trace; this
-costs one of each per batch, and the store's per-trace work is what remains (docs/serving.md).
-MLflow's exporter, tracer provider and async queue are not used at all. A URI whose store cannot
-ingest spans (a ``./mlruns`` folder) turns logging off with one error line.
+Batching is what makes the log keep up: the server's work per trace is what remains, one HTTP
+call and one database transaction per batch (docs/serving.md).
 
-Failures. The client's retries are off (``MLFLOW_HTTP_REQUEST_MAX_RETRIES=0``); an export POST
-gives up after ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (2 s) to connect or ``EXPORT_READ_TIMEOUT_SECONDS``
-to answer. A failed batch is re-sent after a back-off (1 s doubling to 60 s), at most
-``MAX_EXPORT_ATTEMPTS`` times in all, then counted as failed. Trace ids are chosen once per batch,
-so a send that landed before it timed out is overwritten by the retry, not duplicated. Meanwhile
-new records wait in, or are dropped from, the bounded queue.
-
-``mlflow`` is imported only when ``MLFLOW_TRACKING_URI`` is set, once, while the app is built
-(``prepare``), never on a request. Importing it in the thread instead made ``import main`` about
-3x slower (GIL contention with the main thread's own imports) and would steal CPU from the first
-requests. Everything that touches the network (``connect``, ``send``) runs in the thread.
+OpenTelemetry is imported only when ``MLFLOW_TRACKING_URI`` is set, once, while the app is built
+(``prepare``), never on a request. Importing in the thread instead made ``import main`` slower
+(GIL contention with the main thread's own imports) and would steal CPU from the first requests.
+Everything that touches the network (``connect``, ``send``) runs in the thread.
 
 Lambda: the sandbox freezes after each response, and this thread freezes with it. Nothing is
 flushed at freeze. Queued records survive the freeze in memory and are exported, as one batch,
 while later invocations run; a send cut by the freeze fails or times out after the thaw and is
-re-sent. Records still queued when Lambda reclaims the sandbox are lost (Lambda sends no shutdown
-signal to a function without an extension). ``close()`` (uvicorn shutdown) drains what it can
-within its timeout.
+re-sent. At reclaim, the shutdown extension (``lambda_shutdown``) drains what it can.
+``close()`` (uvicorn shutdown) drains what it can within its timeout.
 """
 
 from __future__ import annotations
@@ -52,8 +50,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, NamedTuple, Protocol
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, cast
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
@@ -61,8 +59,13 @@ from loan_service.redaction import redact
 from loan_service.schemas import PredictionLogStatus
 from loan_service.settings import Settings
 
-MLFLOW_HTTP_TIMEOUT_SECONDS: Final = 2
+if TYPE_CHECKING:
+    from opentelemetry.util.types import Attributes
+
+MLFLOW_HTTP_TIMEOUT_SECONDS: Final = 2.0
 EXPORT_READ_TIMEOUT_SECONDS: Final = 10.0
+REST_TIMEOUT: Final = (MLFLOW_HTTP_TIMEOUT_SECONDS, EXPORT_READ_TIMEOUT_SECONDS)
+EXPORT_TIMEOUT_SECONDS: Final = 30.0
 MAX_BATCH_RECORDS: Final = 200
 MAX_BATCH_LOANS: Final = 2000
 MAX_EXPORT_ATTEMPTS: Final = 3
@@ -72,6 +75,17 @@ STOP_POLL_SECONDS: Final = 0.25  # an idle thread checks this often whether clos
 TRACE_NAME: Final = "loan_default_prediction"
 SINGLE_PREDICTION_ENDPOINT: Final = "/predict"
 TRACE_TAGS: Final = ("request_id", "model_version")
+
+# MLflow's OTLP ingestion: the documented endpoint and header, and the root-span attributes its
+# span model reads (inputs/outputs become the trace's request/response; ``mlflow.traceTag.<key>``
+# attributes become trace tags, ``mlflow.traceName`` its name).
+OTLP_TRACES_PATH: Final = "/v1/traces"
+EXPERIMENT_ID_HEADER: Final = "x-mlflow-experiment-id"
+INPUTS_ATTRIBUTE: Final = "mlflow.spanInputs"
+OUTPUTS_ATTRIBUTE: Final = "mlflow.spanOutputs"
+SPAN_TYPE_ATTRIBUTE: Final = "mlflow.spanType"
+TRACE_TAG_PREFIX: Final = "mlflow.traceTag."
+TRACE_NAME_TAG: Final = "mlflow.traceName"
 
 
 class PredictionRecord(NamedTuple):
@@ -103,7 +117,7 @@ class PredictionLog(Protocol):
 
 
 class DisabledPredictionLog:
-    """``MLFLOW_TRACKING_URI`` unset: records go nowhere and mlflow is never imported."""
+    """``MLFLOW_TRACKING_URI`` unset: records go nowhere and OpenTelemetry is never imported."""
 
     def record(self, entry: PredictionRecord) -> None:
         return None
@@ -147,7 +161,8 @@ class BatchExporter(Protocol):
 
 
 class UnsupportedTrackingStore(Exception):
-    """The tracking URI names a store that cannot ingest spans (e.g. a ``./mlruns`` folder)."""
+    """The tracking URI is not an MLflow server (a database URI, a ``./mlruns`` folder): nothing
+    there receives spans, and retrying cannot help."""
 
 
 def token_from_secret_string(secret: str) -> str:
@@ -166,15 +181,6 @@ def _read_token_from_secrets_manager(secret_arn: str) -> str:
     return token_from_secret_string(str(response["SecretString"]))
 
 
-def configure_mlflow_client_environment() -> None:
-    """Before mlflow is imported: no client retries (by default it retries a dead server for
-    minutes), a short timeout (kept if already set), and no MLflow usage telemetry unless the
-    deployment opts in: a service scoring customers' loans calls nobody but its tracking server."""
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(MLFLOW_HTTP_TIMEOUT_SECONDS))
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-
 def _random_id(n_bytes: int) -> int:
     """A non-zero OTel id from the OS: unlike a ``random.Random`` state, it never repeats in
     processes forked from one parent."""
@@ -182,17 +188,14 @@ def _random_id(n_bytes: int) -> int:
 
 
 def prediction_span_factory(features: Sequence[str]) -> Callable[[PredictionRecord], Any]:
-    """Import MLflow's span entity and OTel's span types; return ``record -> MLflow Span``.
+    """Import OpenTelemetry's SDK span types; return ``record -> ReadableSpan``.
 
-    The span is a finished root span: its own trace's only span. Inputs/outputs use MLflow's span
-    attributes (the server derives the trace's request/response previews from them), and
-    ``mlflow.traceTag.<key>`` attributes become trace tags, which ``search_traces`` filters on.
-    Attribute values are JSON strings, as MLflow's own spans store them.
+    The span is a finished root span, its own trace's only span. Attribute values are plain
+    values (the loans and answers as mappings, sent as OTLP key-value lists): the MLflow server
+    stores each as JSON, reads the inputs/outputs attributes as the trace's request and response,
+    and turns every ``mlflow.traceTag.<key>`` attribute into a trace tag (``search_traces``
+    filters on them). The MLflow trace id is derived by the server from the OTel trace id.
     """
-    from mlflow.entities import Span
-    from mlflow.tracing.constant import SpanAttributeKey, TraceTagKey
-    from mlflow.tracing.utils import dump_span_attribute_value as to_json
-    from mlflow.tracing.utils import generate_mlflow_trace_id_from_otel_trace_id
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
@@ -200,125 +203,133 @@ def prediction_span_factory(features: Sequence[str]) -> Callable[[PredictionReco
     sampled = TraceFlags(TraceFlags.SAMPLED)
     ok = Status(StatusCode.OK)
     no_resource = Resource.get_empty()
-    tag = SpanAttributeKey.TRACE_TAG_PREFIX
     constant_attributes = {
-        SpanAttributeKey.SPAN_TYPE: to_json("UNKNOWN"),
-        f"{tag}{TraceTagKey.TRACE_NAME}": to_json(TRACE_NAME),
+        SPAN_TYPE_ATTRIBUTE: "UNKNOWN",
+        f"{TRACE_TAG_PREFIX}{TRACE_NAME_TAG}": TRACE_NAME,
     }
 
     def prediction_span(record: PredictionRecord) -> Any:
         loans = [dict(zip(features, row, strict=True)) for row in record.raw.tolist()]
         outputs = [dict(answer) for answer in record.answers]
         single = record.endpoint == SINGLE_PREDICTION_ENDPOINT and len(loans) == len(outputs) == 1
-        fields = {
+        fields: dict[str, Any] = {
             "request_id": record.request_id,
             "model_version": str(outputs[0]["model_version"]) if outputs else "",
             "endpoint": record.endpoint,
             "latency_ms": record.latency_ns / 1e6,
             "n_loans": len(loans),
         }
-        otel_trace_id = _random_id(16)
-        attributes = {
+        attributes: dict[str, Any] = {
             **constant_attributes,
-            SpanAttributeKey.REQUEST_ID: to_json(
-                generate_mlflow_trace_id_from_otel_trace_id(otel_trace_id)
-            ),
-            SpanAttributeKey.INPUTS: to_json(loans[0] if single else {"loans": loans}),
-            SpanAttributeKey.OUTPUTS: to_json(outputs[0] if single else {"predictions": outputs}),
-            **{key: to_json(value) for key, value in fields.items()},
-            **{f"{tag}{key}": to_json(str(fields[key])) for key in TRACE_TAGS},
+            INPUTS_ATTRIBUTE: loans[0] if single else {"loans": loans},
+            OUTPUTS_ATTRIBUTE: outputs[0] if single else {"predictions": outputs},
+            **fields,
+            **{f"{TRACE_TAG_PREFIX}{key}": str(fields[key]) for key in TRACE_TAGS},
         }
-        context = SpanContext(otel_trace_id, _random_id(8), is_remote=False, trace_flags=sampled)
-        return Span(
-            ReadableSpan(
-                name=TRACE_NAME,
-                context=context,
-                parent=None,
-                attributes=attributes,
-                start_time=record.started_wall_ns,
-                end_time=record.started_wall_ns + max(record.latency_ns, 1),
-                status=ok,
-                resource=no_resource,
-            )
+        context = SpanContext(_random_id(16), _random_id(8), is_remote=False, trace_flags=sampled)
+        return ReadableSpan(
+            name=TRACE_NAME,
+            context=context,
+            parent=None,
+            # OTLP attribute values may be key-value lists; OTel's encoder sends mappings as such.
+            attributes=cast("Attributes", attributes),
+            start_time=record.started_wall_ns,
+            end_time=record.started_wall_ns + max(record.latency_ns, 1),
+            status=ok,
+            resource=no_resource,
         )
 
     return prediction_span
 
 
-class OtlpHttpSpanSink:
-    """Spans of many traces -> one OTLP/HTTP protobuf POST to the MLflow server's ``/v1/traces``.
+class TrackingServer(NamedTuple):
+    """Where an MLflow tracking URI points, split into what the HTTP client needs: the base URL
+    (no credentials in it, so no log line or error text can carry them) and basic-auth userinfo."""
 
-    This is what MLflow's ``RestStore.log_spans`` sends, without its server-version probe: that
-    probe's answer is cached for the process, so one failed probe (server restarting, sandbox
-    frozen mid-request) would disable span logging until the process ends. MLflow's
-    ``http_request`` adds the tracking credentials (token, basic auth, TLS settings) as for its
-    other calls; the connect timeout is MLflow's (short), the read timeout leaves a live server
-    time to store a full batch.
-    """
+    base_url: str
+    userinfo: tuple[str, str] | None
 
-    def __init__(
-        self, get_host_creds: Callable[[], Any], experiment_id: str, connect_timeout: float
-    ) -> None:
-        from mlflow.tracing.utils.otlp import MLFLOW_EXPERIMENT_ID_HEADER, OTLP_TRACES_PATH
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-            ExportTraceServiceRequest,
-        )
-
-        self._get_host_creds = get_host_creds
-        self._path = OTLP_TRACES_PATH
-        self._headers = {
-            "Content-Type": "application/x-protobuf",
-            MLFLOW_EXPERIMENT_ID_HEADER: experiment_id,
-        }
-        self._timeout = (connect_timeout, EXPORT_READ_TIMEOUT_SECONDS)
-        self._http_request = http_request
-        self._verify = verify_rest_response
-        self._request_type = ExportTraceServiceRequest
-
-    def encode(self, spans: list[Any]) -> object:
-        request = self._request_type()
-        scope_spans = request.resource_spans.add().scope_spans.add()
-        scope_spans.spans.extend(span.to_otel_proto() for span in spans)
-        return request.SerializeToString()
-
-    def send(self, payload: object) -> None:
-        response = self._http_request(
-            host_creds=self._get_host_creds(),
-            endpoint=self._path,
-            method="POST",
-            data=payload,
-            extra_headers=self._headers,
-            max_retries=0,
-            timeout=self._timeout,
-        )
-        self._verify(response, self._path)
-
-
-class StoreSpanSink:
-    """A database URI (``sqlite:///mlflow.db``): the store's own ``log_spans``, in this process,
-    the call the MLflow server makes for an OTLP request."""
-
-    def __init__(self, store: Any, experiment_id: str) -> None:
-        try:
-            store.log_spans(experiment_id, [])  # a database store answers; the others cannot
-        except NotImplementedError as exc:
+    @classmethod
+    def from_uri(cls, uri: str) -> TrackingServer:
+        parts = urlsplit(uri)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            scheme = parts.scheme or "a local path"
             raise UnsupportedTrackingStore(
-                f"{type(store).__name__} cannot store spans: use an MLflow server or a "
-                "database URI such as sqlite:///mlflow.db"
-            ) from exc
-        self._store = store
-        self._experiment_id = experiment_id
+                f"MLFLOW_TRACKING_URI must be an MLflow server (http:// or https://), not "
+                f"{scheme}: only a server receives traces over OTLP"
+            )
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        base = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+        userinfo = None
+        if parts.username is not None:
+            userinfo = (unquote(parts.username), unquote(parts.password or ""))
+        return cls(base, userinfo)
 
-    def encode(self, spans: list[Any]) -> object:
-        return spans
 
-    def send(self, payload: object) -> None:
-        self._store.log_spans(self._experiment_id, payload)
+def tracking_session(server: TrackingServer) -> Any:
+    """A ``requests`` session carrying MLflow's documented client credentials: the URI's
+    userinfo or ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (basic auth),
+    ``MLFLOW_TRACKING_TOKEN`` (bearer), ``MLFLOW_TRACKING_CLIENT_CERT_PATH`` (mutual TLS)."""
+    import requests
+
+    session = requests.Session()
+    username = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if server.userinfo is not None:
+        session.auth = server.userinfo
+    elif username:
+        session.auth = (username, os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    client_certificate = os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")
+    if client_certificate:
+        session.cert = client_certificate
+    return session
+
+
+def tls_verify() -> bool | str:
+    """``MLFLOW_TRACKING_SERVER_CERT_PATH`` (a CA bundle), ``MLFLOW_TRACKING_INSECURE_TLS``."""
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").strip().lower() == "true":
+        return False
+    return os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
+
+
+class ExportFailed(Exception):
+    """The OTLP exporter gave up on a batch (it logged why)."""
+
+
+def find_or_create_experiment(session: Any, base_url: str, name: str) -> str:
+    """The experiment's id: one REST call (get-by-name), plus one to create it when missing.
+
+    Two processes starting together may both create it: the loser's create answers
+    ``RESOURCE_ALREADY_EXISTS`` and it reads the winner's id."""
+    api = f"{base_url}/api/2.0/mlflow/experiments"
+    found = session.get(
+        f"{api}/get-by-name", params={"experiment_name": name}, timeout=REST_TIMEOUT
+    )
+    if found.status_code == 200:
+        return str(found.json()["experiment"]["experiment_id"])
+    if found.status_code != 404:
+        found.raise_for_status()
+        raise ExportFailed(f"experiments/get-by-name answered {found.status_code}")
+    created = session.post(f"{api}/create", json={"name": name}, timeout=REST_TIMEOUT)
+    if created.status_code == 200:
+        return str(created.json()["experiment_id"])
+    if _error_code(created) == "RESOURCE_ALREADY_EXISTS":
+        return find_or_create_experiment(session, base_url, name)
+    created.raise_for_status()
+    raise ExportFailed(f"experiments/create answered {created.status_code}")
+
+
+def _error_code(response: Any) -> str | None:
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(response.json().get("error_code"))
+    return None
 
 
 class MlflowTraceExporter:
-    """One MLflow trace per request, a batch of them per round trip (module docstring)."""
+    """One MLflow trace per request, a batch of them per OTLP round trip (module docstring)."""
 
     def __init__(
         self,
@@ -333,53 +344,56 @@ class MlflowTraceExporter:
         self._experiment_name = experiment_name
         self._token_secret_arn = token_secret_arn
         self._read_secret = read_secret
-        self._tracing_client: Any = None
         self._prediction_span: Callable[[PredictionRecord], Any] | None = None
-        self._sink: OtlpHttpSpanSink | StoreSpanSink | None = None
+        self._exporter_class: Any = None
+        self._exporter: Any = None
+        self._success: Any = None
         self.experiment_id: str | None = None
 
     def prepare(self) -> None:
-        """Configure the client, then import mlflow (once, while the app is built). Only what
-        the ``mlflow-tracing`` distribution of the image has: no ``mlflow.MlflowClient`` there."""
-        configure_mlflow_client_environment()
-        from mlflow.tracing.client import TracingClient
+        """Import OpenTelemetry's SDK and OTLP exporter (once, while the app is built)."""
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import SpanExportResult
 
-        self._tracing_client = TracingClient
+        self._exporter_class = OTLPSpanExporter
+        self._success = SpanExportResult.SUCCESS
         self._prediction_span = prediction_span_factory(self._features)
 
     def connect(self) -> None:
-        """Read the token if configured, find or create the experiment, pick the span sink."""
+        """Read the token if configured, find or create the experiment, build the exporter."""
+        server = TrackingServer.from_uri(self._tracking_uri)
         if self._token_secret_arn and "MLFLOW_TRACKING_TOKEN" not in os.environ:
             os.environ["MLFLOW_TRACKING_TOKEN"] = self._read_secret(self._token_secret_arn)
-        store = self._tracing_client(self._tracking_uri).store
-        experiment = store.get_experiment_by_name(self._experiment_name)
-        if experiment is None:
-            experiment_id = str(store.create_experiment(self._experiment_name))
-        else:
-            experiment_id = str(experiment.experiment_id)
-        self._sink = self._span_sink(store, experiment_id)
+        session = tracking_session(server)
+        session.verify = tls_verify()
+        experiment_id = find_or_create_experiment(session, server.base_url, self._experiment_name)
+        verify = session.verify
+        exporter = self._exporter_class(
+            endpoint=f"{server.base_url}{OTLP_TRACES_PATH}",
+            headers={EXPERIMENT_ID_HEADER: experiment_id},
+            timeout=EXPORT_TIMEOUT_SECONDS,
+            session=session,
+            certificate_file=verify if isinstance(verify, str) else None,
+        )
+        session.verify = verify  # the exporter resets it from certificate_file; keep False
+        self._exporter = exporter
         self.experiment_id = experiment_id
 
-    def _span_sink(self, store: Any, experiment_id: str) -> OtlpHttpSpanSink | StoreSpanSink:
-        if urlparse(self._tracking_uri).scheme in ("http", "https"):
-            from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT
-
-            connect_timeout = float(MLFLOW_HTTP_REQUEST_TIMEOUT.get())
-            return OtlpHttpSpanSink(store.get_host_creds, experiment_id, connect_timeout)
-        return StoreSpanSink(store, experiment_id)
-
     def encode(self, records: Sequence[PredictionRecord]) -> object:
-        if self._prediction_span is None or self._sink is None:
-            raise RuntimeError("encode() before prepare() and connect()")
-        return self._sink.encode([self._prediction_span(record) for record in records])
+        if self._prediction_span is None:
+            raise RuntimeError("encode() before prepare()")
+        return [self._prediction_span(record) for record in records]
 
     def send(self, payload: object) -> None:
-        if self._sink is None:
+        if self._exporter is None:
             raise RuntimeError("send() before connect()")
-        self._sink.send(payload)
+        if self._exporter.export(payload) is not self._success:
+            raise ExportFailed(f"OTLP export to {OTLP_TRACES_PATH} failed")
 
     def close(self) -> None:
-        self._sink = None
+        if self._exporter is not None:
+            self._exporter.shutdown()
+        self._exporter = None
 
 
 class BackgroundPredictionLog:
@@ -576,7 +590,7 @@ class BackgroundPredictionLog:
 def build_prediction_log(settings: Settings, features: Sequence[str] = ()) -> PredictionLog:
     """The MLflow logger when ``MLFLOW_TRACKING_URI`` is set, else the disabled one.
 
-    mlflow missing while the URI is set is a deployment mistake, but it must not stop
+    The OTLP exporter missing while the URI is set is a deployment mistake, but it must not stop
     predictions: it is logged as an error and logging stays off.
     """
     if not settings.prediction_logging_enabled or settings.mlflow_tracking_uri is None:
@@ -592,5 +606,5 @@ def build_prediction_log(settings: Settings, features: Sequence[str] = ()) -> Pr
             exporter, capacity=settings.prediction_log_queue_size
         ).start()
     except ImportError as exc:
-        _log.error("MLFLOW_TRACKING_URI is set but mlflow cannot be imported (%s)", exc)
+        _log.error("MLFLOW_TRACKING_URI is set but the OTLP exporter cannot be imported (%s)", exc)
         return DisabledPredictionLog()

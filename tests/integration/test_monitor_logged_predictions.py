@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
+from bench.servers import running_mlflow_server
 from loan_default import cli
 from loan_service.prediction_log import BackgroundPredictionLog
 from tests.support.default_book import FEATURES
@@ -22,7 +23,16 @@ pytestmark = pytest.mark.slow
 def test_logged_predictions_between_two_dates_are_the_window(
     trained_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    """The service logs to a real ``mlflow server`` over OTLP; monitor reads the same traces."""
+    home = tmp_path / "mlflow-server"
+    home.mkdir()
+    with running_mlflow_server(home) as uri:
+        _log_then_monitor(trained_artifacts, tmp_path, monkeypatch, uri)
+
+
+def _log_then_monitor(
+    trained_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uri: str
+) -> None:
     experiment = "serving-monitor-test"
     app, service = build_test_app(
         trained_artifacts, mlflow_tracking_uri=uri, mlflow_experiment_name=experiment

@@ -1,8 +1,10 @@
 """The background prediction log: cheap enqueue, bounded queue, counted drops, batching, retries,
-back-off, drain; and the MLflow span a record becomes (built and decoded in process, no network).
+back-off, drain; the OTLP span a record becomes (encoded by OpenTelemetry's own encoder and decoded
+the way the MLflow server's /v1/traces handler does, in process, no network); and how a tracking
+URI becomes the exporter's endpoint and credentials.
 
 The batching tests drive ``BackgroundPredictionLog`` with a test double of the ``BatchExporter``
-protocol; the real exporter is exercised against a real ``mlflow server`` and a SQLite store in
+protocol; the real exporter is exercised against a real ``mlflow server`` in
 tests/integration/test_serving_mlflow_logging.py.
 """
 
@@ -24,11 +26,11 @@ from loan_service.prediction_log import (
     BackgroundPredictionLog,
     DisabledPredictionLog,
     PredictionRecord,
-    StoreSpanSink,
+    TrackingServer,
     UnsupportedTrackingStore,
-    configure_mlflow_client_environment,
     prediction_span_factory,
     token_from_secret_string,
+    tracking_session,
 )
 from tests.support.default_book import FEATURES
 
@@ -352,25 +354,6 @@ def test_the_disabled_log_accepts_records_and_reports_itself_off() -> None:
     assert log.take_new_drops() == 0
 
 
-def test_mlflow_client_retries_are_forced_off_and_its_timeout_is_short(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
-    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
-    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
-    configure_mlflow_client_environment()
-    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
-    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "2"
-    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
-
-
-def test_a_deployment_may_opt_in_to_mlflow_telemetry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
-    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
-    configure_mlflow_client_environment()
-    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
-
-
 @pytest.mark.parametrize(
     ("secret", "token"),
     [
@@ -399,10 +382,18 @@ ANSWER = {
 
 
 def as_the_server_decodes_it(span: Any) -> Any:
-    """What the MLflow server's /v1/traces handler stores: OTLP protobuf -> MLflow span."""
+    """What the MLflow server's /v1/traces handler stores: the OTLP request OTLPSpanExporter
+    sends (OpenTelemetry's encoder), parsed from its bytes -> MLflow span."""
     from mlflow.entities import Span
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
 
-    return Span.from_otel_proto(span.to_otel_proto())
+    request = ExportTraceServiceRequest.FromString(encode_spans([span]).SerializeToString())
+    (resource_spans,) = request.resource_spans
+    ((proto_span,),) = [scope.spans for scope in resource_spans.scope_spans]
+    return Span.from_otel_proto(proto_span, resource=resource_spans.resource)
 
 
 def test_a_single_prediction_becomes_a_root_span_with_its_loan_answer_and_trace_tags() -> None:
@@ -446,14 +437,48 @@ def test_every_record_gets_its_own_trace_even_with_a_repeated_request_id() -> No
     prediction_span = prediction_span_factory(FEATURES)
     record = PredictionRecord(0, 1, "same", "/predict", np.array([LOAN]), [ANSWER])
     spans = [prediction_span(record) for _ in range(1000)]
-    assert len({span.trace_id for span in spans}) == 1000
-    assert len({span.span_id for span in spans}) == 1000
+    assert len({span.context.trace_id for span in spans}) == 1000
+    assert len({span.context.span_id for span in spans}) == 1000
 
 
-def test_a_store_without_span_ingestion_is_refused_as_unsupported() -> None:
-    class FolderStore:
-        def log_spans(self, location: str, spans: list[Any]) -> list[Any]:
-            raise NotImplementedError
+@pytest.mark.parametrize(
+    "uri", ["sqlite:///mlflow.db", "./mlruns", "file:///tmp/mlruns", "databricks", "http://"]
+)
+def test_a_tracking_uri_that_is_not_a_server_is_refused_as_unsupported(uri: str) -> None:
+    """Only an MLflow server receives spans over OTLP: retrying a database URI cannot help."""
+    with pytest.raises(UnsupportedTrackingStore, match="must be an MLflow server"):
+        TrackingServer.from_uri(uri)
 
-    with pytest.raises(UnsupportedTrackingStore, match="FolderStore cannot store spans"):
-        StoreSpanSink(FolderStore(), "1")
+
+@pytest.mark.parametrize(
+    ("uri", "base_url", "userinfo"),
+    [
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000", None),
+        ("https://mlflow.example.com/", "https://mlflow.example.com", None),
+        (
+            "http://alice:p%40ss@10.0.0.1:5000/mlflow/?run=1&token=t",
+            "http://10.0.0.1:5000/mlflow",
+            ("alice", "p@ss"),
+        ),
+        ("http://[::1]:5000", "http://[::1]:5000", None),
+    ],
+)
+def test_the_endpoint_carries_no_credentials_and_userinfo_becomes_basic_auth(
+    uri: str, base_url: str, userinfo: tuple[str, str] | None
+) -> None:
+    server = TrackingServer.from_uri(uri)
+    assert (server.base_url, server.userinfo) == (base_url, userinfo)
+
+
+def test_mlflow_client_credentials_from_the_environment_reach_the_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw")
+    session = tracking_session(TrackingServer.from_uri("https://h"))
+    assert session.headers["Authorization"] == "Bearer tok"
+    assert session.auth == ("bob", "pw")
+    # the URI's own userinfo wins over the environment's
+    session = tracking_session(TrackingServer.from_uri("https://carol:x@h"))
+    assert session.auth == ("carol", "x")
