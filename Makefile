@@ -195,10 +195,35 @@ SERVE = PYTHONPATH=lambda $(PY) -m loan_default serve --artifacts $(ARTIFACTS) \
 serve: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## serve the page and API at http://127.0.0.1:8000 (uvicorn, httptools + uvloop)
 	$(SERVE)
 
-run: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## fresh clone: .venv (runtime + training sets only), train if artifacts/ is missing, serve :8000, log predictions to mlflow.db
-	@echo "Serving http://$(HOST):$(PORT)/ (API docs at /docs); predictions are logged as MLflow traces"
-	@echo "to sqlite:///$(CURDIR)/mlflow.db, experiment loan-default-serving: browse them with 'make mlflow-ui'."
-	MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db $(SERVE)
+# `make run` logs predictions to a real local MLflow, the way the deployed service does: an
+# `mlflow server` (the training set's mlflow) on $(MLFLOW_URL) over ./mlflow.db, the store training
+# records its runs in, started in its own process group before the service and stopped when the
+# service stops (Ctrl-C). The service sends its traces over OTLP to that server's /v1/traces; the
+# same server is the MLflow UI meanwhile (runs, registered models, the traces).
+MLFLOW_DB ?= $(CURDIR)/mlflow.db
+MLFLOW_ARTIFACTS ?= $(CURDIR)/mlartifacts
+MLFLOW_SERVER_LOG ?= $(CURDIR)/mlflow-server.log
+MLFLOW_URL = http://127.0.0.1:$(MLFLOW_UI_PORT)
+MLFLOW_READY_SECONDS ?= 240
+
+run: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## fresh clone: .venv (runtime + training sets only), train if artifacts/ is missing, start MLflow on :5000, serve :8000 logging predictions to it
+	@echo "Starting MLflow at $(MLFLOW_URL) (store $(MLFLOW_DB), log $(MLFLOW_SERVER_LOG))"
+	@setsid $(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(MLFLOW_DB) \
+	  --artifacts-destination $(MLFLOW_ARTIFACTS) --host 127.0.0.1 --port $(MLFLOW_UI_PORT) \
+	  --workers 1 >$(MLFLOW_SERVER_LOG) 2>&1 & mlflow_pid=$$!; \
+	trap 'kill -TERM -- -$$mlflow_pid 2>/dev/null || true; wait $$mlflow_pid 2>/dev/null || true; \
+	  echo "MLflow stopped"' EXIT; \
+	deadline=$$((SECONDS + $(MLFLOW_READY_SECONDS))); \
+	until curl -sf -o /dev/null $(MLFLOW_URL)/health; do \
+	  if ! kill -0 $$mlflow_pid 2>/dev/null || [ $$SECONDS -ge $$deadline ]; then \
+	    echo "make run: the MLflow server did not start; its log, $(MLFLOW_SERVER_LOG), ends:"; \
+	    tail -n 5 $(MLFLOW_SERVER_LOG); exit 1; \
+	  fi; \
+	  sleep 0.5; \
+	done; \
+	echo "Serving http://$(HOST):$(PORT)/ (API docs at /docs); every prediction is an MLflow trace in"; \
+	echo "experiment loan-default-serving at $(MLFLOW_URL) (Ctrl-C stops both)."; \
+	MLFLOW_TRACKING_URI=$(MLFLOW_URL) $(SERVE)
 
 # ---- Benchmarks and supply chain -------------------------------------------------------
 # `make bench`: the service against the original design in one run (bench/run.py writes
