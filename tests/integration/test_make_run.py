@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from bench.servers import free_port
-from tests.conftest import REPO_ROOT
-from tests.serving_fixtures import TYPICAL_LOAN
+from tests.support.loans import TYPICAL_LOAN
+from tests.support.paths import REPO_ROOT
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.slow
 READY_SECONDS = 300.0
@@ -95,7 +95,8 @@ def test_make_run_logs_predictions_to_a_local_mlflow_server_it_starts_and_stops(
         os.killpg(process.pid, signal.SIGINT)
         output, _ = process.communicate(timeout=STOP_SECONDS)
     assert "MLflow stopped" in output, output
-    assert port_is_closed(service_port) and port_is_closed(mlflow_port), output
+    assert port_is_closed(service_port), output
+    assert port_is_closed(mlflow_port), output
     assert (tmp_path / "mlflow.db").exists()
 
 

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
-from bench.servers import running_mlflow_server
 from loan_default import cli
 from loan_service.prediction_log import BackgroundPredictionLog
 from tests.support.default_book import FEATURES
 from tests.support.paths import PROJECT_CSV
+from tests.support.servers import running_mlflow_server
 from tests.support.serving_fixtures import build_test_app
 
 pytestmark = pytest.mark.slow

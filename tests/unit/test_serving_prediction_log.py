@@ -11,7 +11,6 @@ tests/integration/test_serving_mlflow_logging.py.
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 import threading
 import time
