@@ -50,6 +50,8 @@ def _log_then_monitor(
         assert log.wait_until_idle(180)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", experiment)
+    # The reader's 5 s default is for a server of its own; this one shares 2 cores with the suite.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     today = datetime.now(UTC).date()
     out = tmp_path / "report"
     arguments = ["--artifacts", str(trained_artifacts), "--out", str(out), "--no-mlflow"]
