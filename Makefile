@@ -123,7 +123,7 @@ $(CDK_CLI_STAMP): package.json package-lock.json
 
 cdk-cli: $(CDK_CLI_STAMP) ## install the pinned AWS CDK CLI into node_modules/ (npm ci)
 
-synth: install $(CDK_CLI_STAMP) $(ARTIFACT_SOURCE) ## cdk synth both stacks into cdk.out/ (offline; trains first if needed)
+synth: install $(CDK_CLI_STAMP) $(ARTIFACT_SOURCE) ## cdk synth the three stacks into cdk.out/ (offline; trains first if needed)
 	$(CDK_ENV) $(CDK) synth --quiet --no-notices -c artifact_dir=$(ARTIFACTS)
 	@ls -1 cdk.out/*.template.json
 
@@ -246,13 +246,14 @@ bench-deps: ## install wrk (Debian package) for the HTTP benchmarks when it is m
 	  echo "WARNING: wrk is missing and apt-get needs root: apt-get install -y wrk"; \
 	fi
 
-bench: install bench-deps $(ARTIFACTS)/manifest.json ## service vs original design -> bench/results.md; serving + image figures
+bench: install bench-deps $(ARTIFACTS)/manifest.json ## service vs original design -> bench/results.md; serving, image, monitor, batch figures
 	@status=0; \
 	$(PY) -m bench.run $(BENCH_ARGS) || status=$$?; \
 	echo; $(PY) -m bench.serving --artifacts $(ARTIFACTS) || status=$$?; \
 	echo; $(PY) -m bench.image --artifacts $(ARTIFACTS) || status=$$?; \
 	echo; $(PY) -m bench.monitor --artifacts $(ARTIFACTS) || status=$$?; \
 	echo; $(PY) -m bench.before_after || status=$$?; \
+	echo; $(PY) -m bench.batch || status=$$?; \
 	exit $$status
 
 # Known vulnerabilities in what the image installs (requirements/runtime*.txt, hash-pinned):
