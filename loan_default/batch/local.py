@@ -158,7 +158,18 @@ class TableWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer: pq.ParquetWriter | pacsv.CSVWriter
         if self.kind == "parquet":
-            self._writer = pq.ParquetWriter(self.temporary, schema, compression="snappy")
+            # Dictionary encoding only where it pays (text: bands, reason codes, ids): tried on
+            # every float column of every row group it cost twice the rest of the write.
+            text = [
+                f.name
+                for f in schema
+                if pa.types.is_string(f.type)
+                or pa.types.is_large_string(f.type)
+                or pa.types.is_dictionary(f.type)
+            ]
+            self._writer = pq.ParquetWriter(
+                self.temporary, schema, compression="snappy", use_dictionary=text or False
+            )
         else:
             self._writer = pacsv.CSVWriter(self.temporary, schema)
 
