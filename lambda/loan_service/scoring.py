@@ -1,7 +1,7 @@
 """THE scoring core: a block of loans in, every answer field out, as arrays (no per-row Python).
 
 ``LoanScorer.score(raw)`` takes an (n, k) float64 matrix of raw features in the model's feature
-order and returns a ``ScoredBlock`` of numpy arrays: probability, log-odds, decision, risk band,
+order and returns a ``ScoredBlock`` of numpy arrays: probability, decision, risk band,
 expected loss and reason codes. The HTTP API (``LoanAssessor``, which words the answers for people)
 and the batch scorer (``loan_default/score.py``, locally and on Spark) both call it, so a loan gets
 the same answer whichever way it is scored.
@@ -75,8 +75,9 @@ def loans_to_matrix(loans: Sequence[Any], columns: Sequence[str] | None = None) 
 
 Explain = Literal["all", "declined", "declined_one_call", "none"]
 """Which rows get reasons: all; declined only (two calls: PDs, then the declined rows'
-counterfactuals - cheapest when most are approved); declined only from ONE call of every row's
-counterfactuals (the API's few rows per request); none."""
+counterfactuals - cheapest when most are approved, the API's and the batch scorer's rule);
+declined only from ONE call of every row's counterfactuals; none."""
+API_EXPLAIN: Final[Explain] = "declined"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,6 @@ class ScoredBlock:
     """
 
     probability: np.ndarray  # (n,) float64, PD in [0, 1]
-    log_odds: np.ndarray  # (n,) float64, from both class probabilities (finite when saturated)
     prediction: np.ndarray  # (n,) int8, 1 when probability >= threshold
     band: np.ndarray  # (n,) int8, index into RISK_BANDS
     expected_loss: np.ndarray | None  # (n,) float64, PD x (1 - recovery rate) x exposure
@@ -104,7 +104,6 @@ class ScoredBlock:
         """Rows ``start:end`` (views, no copy): one request's part of a shared model call."""
         return ScoredBlock(
             probability=self.probability[start:end],
-            log_odds=self.log_odds[start:end],
             prediction=self.prediction[start:end],
             band=self.band[start:end],
             expected_loss=None if self.expected_loss is None else self.expected_loss[start:end],
@@ -155,7 +154,7 @@ class LoanScorer:
         n_rows = raw.shape[0]
         threshold = self.threshold
         if explain_rows in ("all", "declined_one_call"):
-            probability, odds, impact = explain(self.model.blocks(raw))
+            probability, _, impact = explain(self.model.blocks(raw))
             prediction = (probability >= threshold).astype(np.int8)
             if explain_rows == "all":
                 reasons, reason_impact = top_reasons(impact)
@@ -164,7 +163,7 @@ class LoanScorer:
                     np.flatnonzero(prediction), n_rows, lambda rows: impact[rows]
                 )
         else:
-            probability, odds, _ = explain(self.model.pairs(raw)[:, None, :])
+            probability = np.minimum(self.model.pairs(raw)[:, 1], 1.0)
             prediction = (probability >= threshold).astype(np.int8)
             declined = np.flatnonzero(prediction) if explain_rows == "declined" else prediction[:0]
             reasons, reason_impact = self._reasons_of(
@@ -175,7 +174,6 @@ class LoanScorer:
             expected_loss = probability * self.loss_given_default * raw[:, self._exposure_column]
         return ScoredBlock(
             probability=probability,
-            log_odds=odds,
             prediction=prediction,
             band=band_indices(probability, threshold),
             expected_loss=expected_loss,
@@ -237,8 +235,9 @@ class LoanAssessor:
         return self.model.runtime
 
     def assess_matrix(self, raw: np.ndarray, request_id: str) -> list[PredictionItem]:
-        """One request's rows: one model call (n x (k+1) rows including the counterfactuals)."""
-        return self.answers(raw, self.scorer.score(raw, "declined_one_call"), request_id)
+        """One request's rows: one model call for the PDs, one for the declined rows'
+        counterfactuals when there are any (most applicants are approved)."""
+        return self.answers(raw, self.scorer.score(raw, API_EXPLAIN), request_id)
 
     def assess_together(
         self, raws: Sequence[np.ndarray], request_ids: Sequence[str]
@@ -250,7 +249,7 @@ class LoanAssessor:
         """
         if len(raws) == 1:
             return [self.assess_matrix(raws[0], request_ids[0])]
-        scored = self.scorer.score(np.concatenate(raws), "declined_one_call")
+        scored = self.scorer.score(np.concatenate(raws), API_EXPLAIN)
         answers = []
         start = 0
         for raw, request_id in zip(raws, request_ids, strict=True):

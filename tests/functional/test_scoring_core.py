@@ -132,7 +132,6 @@ def test_declined_only_explains_the_declined_rows_with_the_same_reasons(
     none = scorer.score(book, "none")
     for scored in (declined_only, one_call, none):
         assert np.array_equal(scored.probability, everything.probability)
-        assert np.array_equal(scored.log_odds, everything.log_odds)
         assert np.array_equal(scored.band, everything.band)
     declined = everything.prediction == 1
     assert 0 < declined.sum() < len(book)
@@ -152,13 +151,16 @@ def test_declined_only_costs_one_call_for_the_pds_and_one_for_the_declined(
     model = service.assessor.model
     predictor = model._model
     rows_per_call: list[int] = []
-    original = predictor.class_probabilities
 
-    def counting(normalized: np.ndarray) -> np.ndarray:
-        rows_per_call.append(normalized.shape[0])
-        return original(normalized)
+    def counting(method: Any) -> Any:
+        def counted(normalized: np.ndarray) -> np.ndarray:
+            rows_per_call.append(normalized.shape[0])
+            return np.asarray(method(normalized))
 
-    monkeypatch.setattr(predictor, "class_probabilities", counting)
+        return counted
+
+    for name in ("class_probabilities", "pair_probabilities"):
+        monkeypatch.setattr(predictor, name, counting(getattr(predictor, name)))
     scored = service.assessor.scorer.score(book, "declined")
     k = len(FEATURES)
     assert rows_per_call == [len(book), int(scored.prediction.sum()) * (k + 1)]
@@ -198,7 +200,6 @@ def test_reason_codes_are_a_lookup_with_none_for_an_empty_slot(scorer: LoanScore
     filler = np.zeros(2)
     scored = ScoredBlock(
         probability=filler,
-        log_odds=filler,
         prediction=filler.astype(np.int8),
         band=filler.astype(np.int8),
         expected_loss=None,

@@ -172,22 +172,33 @@ def test_the_recovery_rate_setting_changes_the_loss_given_default(trained_artifa
     assert answer["expected_loss"] == round(1.0 * 0.60 * RISKY_LOAN["loan_amt_outstanding"], 2)
 
 
-def test_one_prediction_is_one_model_call_of_seven_rows(
+def test_an_approval_is_one_model_call_and_a_decline_adds_its_counterfactuals(
     client: TestClient, service: PredictionService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     predictor = service.assessor.model._model
-    calls: list[np.ndarray] = []
-    original = predictor.class_probabilities
+    calls: list[tuple[str, np.ndarray]] = []
 
-    def spy(normalized: np.ndarray) -> np.ndarray:
-        calls.append(normalized.copy())
-        return original(normalized)
+    def spy(name: str) -> None:
+        original = getattr(predictor, name)
 
-    monkeypatch.setattr(predictor, "class_probabilities", spy)
-    predict(client, MIDDLING_LOAN)
-    assert [rows.shape for rows in calls] == [(7, 6)]
-    (rows,) = calls
-    applicant = rows[0]
+        def spied(normalized: np.ndarray) -> np.ndarray:
+            calls.append((name, normalized.copy()))
+            return np.asarray(original(normalized))
+
+        monkeypatch.setattr(predictor, name, spied)
+
+    spy("pair_probabilities")
+    spy("class_probabilities")
+    assert predict(client, MIDDLING_LOAN)["prediction"] == 0
+    assert [(name, rows.shape) for name, rows in calls] == [("pair_probabilities", (1, 6))]
+    calls.clear()
+    assert predict(client, RISKY_LOAN)["prediction"] == 1
+    assert [(name, rows.shape) for name, rows in calls] == [
+        ("pair_probabilities", (1, 6)),
+        ("class_probabilities", (7, 6)),
+    ]
+    applicant, rows = calls[0][1][0], calls[1][1]
+    assert np.array_equal(rows[0], applicant)
     for j in range(6):  # row j+1 is the applicant with feature j at its mean (0 once normalized)
         assert rows[j + 1][j] == 0.0
         assert np.array_equal(np.delete(rows[j + 1], j), np.delete(applicant, j))
@@ -209,22 +220,28 @@ def test_a_batch_answers_in_order_exactly_as_single_calls_do(client: TestClient)
         }
 
 
-def test_a_batch_of_a_thousand_is_one_model_call(
+def test_a_batch_of_a_thousand_is_one_model_call_and_one_for_its_declines(
     client: TestClient, service: PredictionService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     predictor = service.assessor.model._model
-    shapes: list[tuple[int, ...]] = []
-    original = predictor.class_probabilities
+    shapes: list[tuple[str, tuple[int, ...]]] = []
 
-    def spy(normalized: np.ndarray) -> np.ndarray:
-        shapes.append(normalized.shape)
-        return original(normalized)
+    def spy(name: str) -> None:
+        original = getattr(predictor, name)
 
-    monkeypatch.setattr(predictor, "class_probabilities", spy)
-    response = client.post("/predict/batch", json={"loans": [MIDDLING_LOAN] * 1000})
+        def spied(normalized: np.ndarray) -> np.ndarray:
+            shapes.append((name, normalized.shape))
+            return np.asarray(original(normalized))
+
+        monkeypatch.setattr(predictor, name, spied)
+
+    spy("pair_probabilities")
+    spy("class_probabilities")
+    loans = [MIDDLING_LOAN] * 998 + [RISKY_LOAN] * 2
+    response = client.post("/predict/batch", json={"loans": loans})
     assert response.status_code == 200
     assert len(response.json()["predictions"]) == 1000
-    assert shapes == [(7000, 6)]
+    assert shapes == [("pair_probabilities", (1000, 6)), ("class_probabilities", (14, 6))]
 
 
 # --- errors --------------------------------------------------------------------------------------
