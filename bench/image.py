@@ -2,7 +2,9 @@
 
 Builds the task root from Dockerfile.lambda's own instructions, then prints its size (largest
 entries first) and the cold start, process start to first response, through the Runtime Interface
-Client and through a bare interpreter. Exit status 1 when a budget is missed::
+Client and through a bare interpreter, with ``MLFLOW_TRACKING_URI`` unset and set (to a closed
+loopback port: the prediction log's imports are what the cold start pays for; its thread connects
+after the answer). Exit status 1 when a budget is missed::
 
     .venv/bin/python -m bench.image                 # median of 7 cold starts; trains if needed
     .venv/bin/python -m bench.image --runs 11 --artifacts artifacts
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -20,6 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.before_after import COLD_START_BUDGET_S, COLD_START_MLFLOW_BUDGET_S
 from bench.results_file import run_facts, write_block
 from tools.image_emulation import (
     CACHE_DIR,
@@ -38,8 +42,10 @@ from tools.image_emulation import (
     tree_bytes,
 )
 
-TASK_ROOT_BUDGET_BYTES = 250 * 1000**2
-COLD_START_BUDGET_SECONDS = 1.0
+TASK_ROOT_BUDGET_BYTES = 185 * 1000**2
+# The cold-start budgets are before_after's (the same figures, measured there from the checkout).
+COLD_START_BUDGET_SECONDS = COLD_START_BUDGET_S  # MLFLOW_TRACKING_URI unset
+COLD_START_LOGGING_BUDGET_SECONDS = COLD_START_MLFLOW_BUDGET_S  # set: the OTLP exporter is imported
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -52,7 +58,17 @@ def _cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def measure_cold_starts(image: EmulatedImage, runs: int) -> dict[str, list[float]]:
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def measure_cold_starts(
+    image: EmulatedImage, runs: int, extra_env: dict[str, str] | None = None
+) -> dict[str, list[float]]:
     """Seconds from process start to the first response, through both entry paths, ``runs`` times.
 
     ``runtime_interface_client``: ``python -m awslambdaric main.handler`` against the emulated
@@ -66,13 +82,13 @@ def measure_cold_starts(image: EmulatedImage, runs: int) -> dict[str, list[float
     for _ in range(runs):
         with RuntimeApiEmulator() as api:
             started = time.perf_counter()
-            with runtime_interface_client(image, api) as process:
+            with runtime_interface_client(image, api, extra_env) as process:
                 outcome = api.invoke(event)
                 if outcome.kind != "response":
                     raise EmulationError(f"cold start run failed: {outcome}\n{process.output()}")
                 timings["cpu"].append(_cpu_seconds(process.process.pid))
             timings["runtime_interface_client"].append(outcome.received_at - started)
-        run = invoke_handler_in_fresh_process(image, [event])
+        run = invoke_handler_in_fresh_process(image, [event], extra_env=extra_env)
         timings["direct"].append(run.first_response_seconds)
     return timings
 
@@ -119,38 +135,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, size in largest:
             print(f"  {size / 1000**2:8.1f} MB  {name}")
 
-        timings = measure_cold_starts(image, args.runs)
+        logging_env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{closed_port()}"}
+        variants = {
+            "MLFLOW_TRACKING_URI unset": measure_cold_starts(image, args.runs),
+            "MLFLOW_TRACKING_URI set": measure_cold_starts(image, args.runs, logging_env),
+        }
     load_after = os.getloadavg()[0]
     cores = os.cpu_count() or 1
     contention = max(load_before, load_after) >= 0.5 * cores
-    print(f"\ncold start, process start -> first response ({args.runs} runs each):")
     labels = {
         "runtime_interface_client": "awslambdaric, wall clock",
         "cpu": "awslambdaric, CPU time",
         "direct": "bare handler, wall clock",
     }
-    for path_name, values in timings.items():
-        print(
-            f"  {labels[path_name]:26s} median {statistics.median(values):.3f} s  "
-            f"min {min(values):.3f} s  max {max(values):.3f} s"
-        )
+    budgets = [
+        ("task root <= 185 MB", task_root_size <= TASK_ROOT_BUDGET_BYTES, _mb(task_root_size))
+    ]
+    limits = {
+        "MLFLOW_TRACKING_URI unset": COLD_START_BUDGET_SECONDS,
+        "MLFLOW_TRACKING_URI set": COLD_START_LOGGING_BUDGET_SECONDS,
+    }
+    for variant, timings in variants.items():
+        print(f"\ncold start, {variant}, process start -> first response ({args.runs} runs each):")
+        for path_name, values in timings.items():
+            print(
+                f"  {labels[path_name]:26s} median {statistics.median(values):.3f} s  "
+                f"min {min(values):.3f} s  max {max(values):.3f} s"
+            )
+        cold_start = statistics.median(timings["runtime_interface_client"])
+        figure = f"{cold_start:.3f} s (median wall clock, awslambdaric)"
+        if contention:
+            cpu = statistics.median(timings["cpu"])
+            figure += f"; under contention - CPU time {cpu:.3f} s: measure again when idle"
+        limit = limits[variant]
+        budgets.append((f"cold start, {variant} <= {limit} s", cold_start <= limit, figure))
     print(
-        f"  load average {load_before:.2f} before, {load_after:.2f} after, {cores} cores"
+        f"\n  load average {load_before:.2f} before, {load_after:.2f} after, {cores} cores"
         + (": measured under contention" if contention else "")
     )
-
-    cold_start = statistics.median(timings["runtime_interface_client"])
-    cold_start_figure = f"{cold_start:.3f} s (median wall clock, awslambdaric)"
-    if contention:
-        cpu = statistics.median(timings["cpu"])
-        cold_start_figure += f"; under contention - CPU time {cpu:.3f} s: measure again when idle"
-    budgets = [
-        ("task root <= 250 MB", task_root_size <= TASK_ROOT_BUDGET_BYTES, _mb(task_root_size)),
-        ("cold start <= 1.0 s", cold_start <= COLD_START_BUDGET_SECONDS, cold_start_figure),
-    ]
     print("\nbudgets:")
     for name, met, figure in budgets:
-        print(f"  {'met ' if met else 'MISSED'}  {name:22s} {figure}")
+        print(f"  {'met ' if met else 'MISSED'}  {name:44s} {figure}")
     command = f"python -m bench.image --runs {args.runs}" + (
         f" --artifacts {args.artifacts}" if args.artifacts else ""
     )
@@ -163,8 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"- Cold start, process start to first response, {args.runs} runs each "
         "(median / min / max):",
         *(
-            f"  - {labels[path_name]}: {statistics.median(values):.3f} / {min(values):.3f} / "
-            f"{max(values):.3f} s"
+            f"  - {variant}, {labels[path_name]}: {statistics.median(values):.3f} / "
+            f"{min(values):.3f} / {max(values):.3f} s"
+            for variant, timings in variants.items()
             for path_name, values in timings.items()
         ),
         "",
