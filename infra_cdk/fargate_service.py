@@ -1,8 +1,8 @@
 """The always-on alternative: the same image on ECS Fargate behind an Application Load Balancer.
 
 The Lambda base image's entry point is the Runtime Interface Client; here the task overrides it
-with an HTTP server (``python3 -m http_server --host 0.0.0.0 --port 8080``: lambda/http_server.py,
-uvicorn serving ``main:app``, exit 0 after the graceful drain a SIGTERM starts) and runs as an
+with uvicorn's own CLI on the app factory (``infra_cdk.ecs_entry``: port 8080, the bounded
+httptools protocol, a graceful drain on SIGTERM) and runs as an
 unprivileged uid on a read-only root file system.
 """
 

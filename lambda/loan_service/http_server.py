@@ -1,37 +1,28 @@
-"""The HTTP server (ECS Fargate, ``loan-default serve``): uvicorn, exit 0 after a SIGTERM drain.
+"""The HTTP server's app factory (the ECS entry) and ``loan-default serve``.
 
-The ECS task runs it from the task root (``/var/task``) as ``python3 -m http_server`` (the
-``lambda/http_server.py`` entry module); installed, it is ``loan-default serve``::
+ECS runs uvicorn's own CLI on the factory (``infra_cdk/ecs_entry.py`` defines the command)::
 
-    python3 -m http_server --host 0.0.0.0 --port 8080     # the ECS task's command
-    loan-default serve --workers 2 --no-access-log        # options; or UVICORN_HOST, UVICORN_PORT,
+    python3 -m uvicorn --factory loan_service.http_server:load_app --host 0.0.0.0 --port 8080 ...
+    loan-default serve --workers 2 --no-access-log        # the same server, with options; or
+                                                          # UVICORN_HOST, UVICORN_PORT,
                                                           # WEB_CONCURRENCY, UVICORN_LOG_LEVEL
 
-Why not ``python3 -m uvicorn main:app``, which serves the same app the same way:
+``load_app`` builds the app ``main.app`` is. A bad artifact folder or setting raises
+``ArtifactError`` naming the file, or pydantic's ``ValidationError`` naming the environment
+variable (``RECOVERY_RATE=2``); uvicorn would print the whole traceback. Here it is one line on
+stderr, ``refusing to start: <message>``, and status ``EXIT_NOT_STARTED`` (3, uvicorn's own
+startup-failure status, which its ``--workers`` supervisor takes as "stop, do not restart").
 
-* Exit status after SIGTERM. uvicorn's ``Server.capture_signals`` takes SIGTERM/SIGINT over while
-  it serves, drains (stops accepting, lets in-flight requests finish, runs the lifespan shutdown),
-  then restores the handlers it found and re-raises the signal so that they run too. Under
-  ``python -m uvicorn`` the handler it finds is the default one, so the process ends killed by
-  SIGTERM (status 143) although the shutdown was clean; only as PID 1 of a container without an
-  init process does it exit 0, because the kernel drops that self-sent signal. Here a handler is
-  installed before uvicorn starts; uvicorn hands the re-raised signal to it, and the process exits
-  0 however it was started. (The same handler makes a signal that lands while ``main`` is still
-  being imported stop the server before it serves.)
-* A bad artifact folder or setting. Building the app raises ``ArtifactError`` naming the file, or
-  pydantic's ``ValidationError`` naming the environment variable (``RECOVERY_RATE=2``); uvicorn
-  would print the whole traceback. Here it is one line on stderr, ``refusing to start: <message>``.
+After SIGTERM uvicorn drains (stops accepting, lets in-flight requests finish, runs the lifespan
+shutdown), restores the handlers it found and re-raises the signal. Under the ECS command that is
+Python's default action: the process ends killed by SIGTERM (143) unless it is PID 1, a normal
+stop for ECS. ``loan-default serve`` installs a handler first, so it exits 0 after the drain
+(Ctrl-C in a terminal), and it runs ``--workers N`` through uvicorn's supervisor, ending with 3
+when a worker refused the artifact folder.
 
-Exit status: 0 after SIGTERM or SIGINT (graceful drain); ``EXIT_NOT_STARTED`` (3, uvicorn's own
-startup-failure status) when the service never served: the artifact folder was refused, the port
-was taken, the lifespan failed; 2 for bad options. With ``--workers N > 1`` uvicorn's supervisor
-runs N worker processes; a worker that refuses the artifact folder stops the supervisor (no restart
-loop) and the status is 3 as well.
-
-The HTTP parser and event loop are uvicorn's ``auto`` choice: httptools and uvloop where installed
-(``uvicorn[standard]`` in requirements/runtime.txt, so in the image), h11 and asyncio otherwise.
-Nothing here imports more than ``python -m uvicorn`` does; the model is loaded once, by the factory
-(``load_app``), in each worker.
+The HTTP parser is ``server_limits.BoundedHttpToolsProtocol`` where httptools is installed (the
+runtime set has it), h11 otherwise; the event loop is uvicorn's ``auto`` choice (uvloop where
+installed). The model is loaded once, by the factory, in each worker.
 """
 
 from __future__ import annotations
@@ -174,7 +165,7 @@ def _log_level(value: str) -> str:
 def parse_options(
     argv: Sequence[str] | None = None,
     environ: Mapping[str, str] = os.environ,
-    prog: str = "python3 -m http_server",
+    prog: str = "loan-default serve",
 ) -> argparse.Namespace:
     """Command-line options; each falls back to its environment variable, then to the default.
 

@@ -11,7 +11,7 @@ timeout only runs between requests). ``BoundedHttpToolsProtocol`` adds both:
   (when no answer has started) and the connection closed.
 
 The limits are read from the environment when this module is imported, so that ``--workers N``
-worker processes (spawned, with the parent's environment) hold the same ones; ``http_server``
+worker processes (spawned, with the parent's environment) hold the same ones; ``loan-default serve``
 writes its resolved options there before it starts them.
 """
 

@@ -30,7 +30,7 @@ ENV_POWERTOOLS_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
 # Set by the platforms themselves; read only to pick log format and metrics flushing.
 ENV_AWS_LAMBDA_FUNCTION_NAME: Final = "AWS_LAMBDA_FUNCTION_NAME"
 ENV_ECS_CONTAINER_METADATA_URI: Final = "ECS_CONTAINER_METADATA_URI_V4"
-# The HTTP server (``python3 -m http_server``, the ECS entry), read by loan_service/http_server.py,
+# The HTTP server (``loan-default serve``), read by loan_service/http_server.py,
 # not by ``Settings``. The names are the ones uvicorn's own CLI reads, so an override set for
 # ``python -m uvicorn`` means the same under the runner. Command-line options win over them.
 ENV_SERVER_HOST: Final = "UVICORN_HOST"

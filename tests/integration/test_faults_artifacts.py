@@ -9,9 +9,10 @@ loading it can tell. Two entry points start the service, as production does:
   non-zero, and the refusal (the last line on stderr, which the Lambda runtime reports as the init
   error) must be one clean sentence: the exception type, then a message that names the offending
   file and carries no traceback fragments;
-* the ECS task's entry point and command (``python3 -m http_server``, lambda/http_server.py): it
+* the ECS task's entry point and command (``infra_cdk.ecs_entry``, uvicorn's CLI on the factory): it
   must exit with its documented status 3 and print exactly one line, ``refusing to start: `` and
-  the same message, with no traceback at all, with one process and with two workers.
+  the same message, with no traceback at all; and ``loan-default serve --workers 2`` (uvicorn's
+  supervisor) must stop with status 3 instead of restarting the workers.
 """
 
 from __future__ import annotations
@@ -246,13 +247,24 @@ def start_like_lambda(folder: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def start_like_ecs(
-    folder: Path, workers: int = 1, **settings: str
-) -> subprocess.CompletedProcess[str]:
+def start_like_ecs(folder: Path, **settings: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ecs_command(free_port(), workers=workers),
+        ecs_command(free_port()),
         cwd=LAMBDA_ROOT,
         env={**_environment(folder), **settings},
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_SECONDS,
+        check=False,
+    )
+
+
+def start_two_workers(folder: Path) -> subprocess.CompletedProcess[str]:
+    """``loan-default serve --workers 2``: the multi-process server (ECS runs one per task)."""
+    return subprocess.run(
+        [sys.executable, "-m", "loan_default", "serve", "--workers", "2", "--port", "0"],
+        cwd=REPO_ROOT,
+        env=_environment(folder),
         capture_output=True,
         text=True,
         timeout=START_TIMEOUT_SECONDS,
@@ -332,14 +344,14 @@ def test_the_ecs_entry_refuses_a_bad_artifact_with_one_line_and_status_3(
     assert words in message, message
 
 
-def test_the_ecs_entry_with_two_workers_refuses_once_per_worker_and_stops(
+def test_two_workers_refuse_once_per_worker_and_stop(
     bad_folder: Path,
 ) -> None:
     """Each worker imports ``main`` and refuses; uvicorn's supervisor must stop, not restart them
     forever, and the process must end with the same status as a single process."""
     corrupt_onnx(bad_folder)
 
-    result = start_like_ecs(bad_folder, workers=2)
+    result = start_two_workers(bad_folder)
 
     assert result.returncode == EXIT_NOT_STARTED, result.stderr
     assert "Traceback" not in result.stderr
@@ -374,7 +386,7 @@ def test_a_model_that_fails_at_load_stops_two_workers_without_a_restart_loop(
     supervisor restarted the workers forever."""
     fault(bad_folder)
 
-    result = start_like_ecs(bad_folder, workers=2)
+    result = start_two_workers(bad_folder)
 
     assert result.returncode == EXIT_NOT_STARTED, result.stderr
     assert "Traceback" not in result.stderr

@@ -2,7 +2,7 @@
 
 One place knows the exact command lines, so the benchmark, the load test and the fault tests run
 the service the way it is deployed and documented (uvicorn with httptools and uvloop, two
-workers; ECS: one ``python3 -m http_server`` process, uvicorn inside), the reference design
+workers; ECS: uvicorn's CLI on the app factory, ``infra_cdk.ecs_entry``), the reference design
 the way the original system ran (gunicorn, 2 workers x 2 threads), and a real MLflow tracking
 server for the prediction-logging tests and benchmark. Servers get their own process group, so
 stopping one never touches anything else on the machine.

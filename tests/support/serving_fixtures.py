@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from infra_cdk.ecs_entry import GRACEFUL_STOP_STATUSES
 from loan_service.application import build_service, create_app
 from loan_service.lambda_adapter import LambdaHandler, build_lambda_handler
 from loan_service.prediction_log import PredictionLog
@@ -138,4 +139,4 @@ def stop_process(process: subprocess.Popen[str], timeout: float = 20.0) -> tuple
 
 
 def stopped_gracefully(status: int, output: str) -> bool:
-    return status in (0, -signal.SIGTERM) and "Application shutdown complete." in output
+    return status in GRACEFUL_STOP_STATUSES and "Application shutdown complete." in output

@@ -1,4 +1,4 @@
-"""The ECS entry's options (lambda/http_server.py): command line over environment over defaults.
+"""`loan-default serve` options (loan_service/http_server.py): command line, environment, defaults.
 
 The signal and refusal behaviour needs real processes; it is tested in
 tests/integration/test_faults_sigterm.py and tests/integration/test_faults_artifacts.py.
