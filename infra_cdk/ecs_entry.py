@@ -26,15 +26,17 @@ from __future__ import annotations
 import signal
 from typing import Final
 
+from infra_cdk.service_contract import env
+
 CONTAINER_PORT: Final = 8080
 APP_FACTORY: Final = "loan_service.http_server:load_app"
 HTTP_PROTOCOL: Final = "loan_service.server_limits:BoundedHttpToolsProtocol"
-# Connections + tasks per task before uvicorn answers 503.
-LIMIT_CONCURRENCY: Final = 1000
-# Longer than the ALB's 60 s idle timeout, so the balancer never reuses a connection being closed.
-KEEP_ALIVE_TIMEOUT_SECONDS: Final = 65
-# Well inside ECS's 30 s stop timeout.
-GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS: Final = 20
+# The server's own defaults, as ``loan-default serve`` has them: connections + tasks per task
+# before uvicorn answers 503; a keep-alive longer than the ALB's 60 s idle timeout, so the
+# balancer never reuses a connection being closed; a drain well inside ECS's 30 s stop timeout.
+LIMIT_CONCURRENCY: Final[int] = env.DEFAULT_LIMIT_CONCURRENCY
+KEEP_ALIVE_TIMEOUT_SECONDS: Final[int] = env.DEFAULT_KEEP_ALIVE_TIMEOUT
+GRACEFUL_SHUTDOWN_TIMEOUT_SECONDS: Final[int] = env.DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT
 ENTRY_POINT: Final = ["python3", "-m", "uvicorn"]
 COMMAND: Final = [
     "--factory",

@@ -33,6 +33,7 @@ from infra_cdk.environment import POWERTOOLS_SERVICE_NAME, TASK_ROOT
 from infra_cdk.image import ServiceImage
 from infra_cdk.log_groups import log_group
 from infra_cdk.nag import Acknowledgement, acknowledge
+from infra_cdk.service_contract import env
 from infra_cdk.settings import Settings
 
 HANDLER: Final = "monitor_handler.handler"
@@ -99,9 +100,9 @@ class StabilityMonitor(Construct):
             memory_size=512,
             timeout=Duration.seconds(TIMEOUT_SECONDS),
             environment={
-                "ARTIFACT_DIR": f"{TASK_ROOT}/artifacts",
-                "LOG_LEVEL": settings.log_level,
-                "POWERTOOLS_SERVICE_NAME": f"{POWERTOOLS_SERVICE_NAME}-stability",
+                env.ENV_ARTIFACT_DIR: f"{TASK_ROOT}/artifacts",
+                env.ENV_LOG_LEVEL: settings.log_level,
+                env.ENV_POWERTOOLS_SERVICE_NAME: f"{POWERTOOLS_SERVICE_NAME}-stability",
                 "SERVICE_LOG_GROUP": service_log_group.log_group_name,
                 "STABILITY_WINDOW_HOURS": str(settings.stability_window_hours),
                 "STABILITY_METRICS_NAMESPACE": NAMESPACE,
