@@ -11,8 +11,10 @@ decisions under the request's id: what ``loan-default compare`` reads back as lo
 The thread shares the interpreter (and its lock) with the request path, so it is built to stay
 out of its way: it collects what queued in ``BATCH_WINDOW_SECONDS`` (at most ``MAX_BATCH``
 requests) and scores it in ONE challenger call (a model call costs about the same for 1 row as
-for 64), then writes the lines, releasing the interpreter every few lines (``time.sleep(0)``), so a
-request that arrives meanwhile waits for a few lines, never for the batch. The line is one
+for 64), then writes the lines at the pace requests come: one line per sampled request (each
+``offer`` grants a turn), and freely once no request came for ``IDLE_SECONDS``. So its work is
+spread over the requests in slices of one line (~25 us) instead of bursts of a whole batch,
+which a back-to-back request would otherwise wait behind. The line is one
 ``to_json``, not a ``logging`` record: through the Powertools
 formatter and the credential redaction a pair cost four times its share of the challenger's
 model call, and a pair holds nothing to redact (validated loans, model versions, a request id
@@ -53,7 +55,8 @@ _log = logging.getLogger(SHADOW_LOGGER)
 _STOP: Final = object()
 BATCH_WINDOW_SECONDS: Final = 0.05
 MAX_BATCH: Final = 256
-LINES_PER_YIELD: Final = 4  # ~100 us of work between two hand-overs of the interpreter
+MAX_CREDITS: Final = 2  # turns a burst of requests may bank for the thread
+IDLE_SECONDS: Final = 0.05
 
 
 @dataclass(slots=True)
@@ -131,6 +134,8 @@ class ShadowScorer:
         self.sample_rate = sample_rate
         self.counters = ShadowCounters()
         self._batch_window = batch_window
+        self._turns = threading.Condition()
+        self._credits = 0
         self._service_name = service_name
         self._write = write  # None: sys.stdout at the time of writing (Lambda's log stream)
         self._random = random.Random(seed).random
@@ -149,6 +154,21 @@ class ShadowScorer:
             self._queue.put_nowait((request_id, endpoint, raw, answers))
         except queue.Full:
             self.counters.dropped += 1
+        with self._turns:  # this request's turn: the thread may write one more line
+            if self._credits < MAX_CREDITS:
+                self._credits += 1
+                self._turns.notify()
+
+    def _wait_turn(self) -> bool:
+        """A request's turn to write one line; False when none came for ``IDLE_SECONDS`` (the
+        service is idle: the rest of the batch is written at once, never waiting for traffic)."""
+        with self._turns:
+            if not self._credits:
+                self._turns.wait(IDLE_SECONDS)
+            if not self._credits:
+                return False
+            self._credits -= 1
+            return True
 
     def _run(self) -> None:
         while True:
@@ -189,10 +209,10 @@ class ShadowScorer:
         sides = scored_side(scored)
         timestamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         start = 0
-        for index, (request_id, endpoint, raw, answers) in enumerate(batch):
+        busy = True
+        for request_id, endpoint, raw, answers in batch:
             end = start + raw.shape[0]
-            if index % LINES_PER_YIELD == 0:
-                time.sleep(0)  # hand the interpreter to a waiting request now and then
+            busy = busy and self._wait_turn()
             try:
                 record = pair_record(
                     request_id=request_id,
