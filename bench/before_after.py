@@ -45,6 +45,7 @@ from tests.support.loans import MIDDLING_LOAN
 from tests.support.servers import free_port, start_server, uvicorn_command
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+REPO: Final = str(REPO_ROOT)
 BLOCK: Final = "before_after"
 HTTP_RATIO_BUDGET: Final = 0.90  # after / before requests/s
 HANDLER_RATIO_BUDGET: Final = 1.10  # after / before p50
@@ -56,21 +57,12 @@ HANDLER_PROBE: Final = textwrap.dedent(
     """
     import contextlib, json, os, sys, time
     sys.path.insert(0, sys.argv[1])
+    sys.path.append(sys.argv[4])  # this checkout, for its standard-library fake context
     event, samples = json.loads(sys.argv[2]), int(sys.argv[3])
-
-    class Context:
-        function_name = "loan-default-bench"
-        function_version = "$LATEST"
-        invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:bench"
-        memory_limit_in_mb = 1024
-        aws_request_id = "bench-0000"
-        log_group_name = "/aws/lambda/loan-default-bench"
-        log_stream_name = "bench"
-        def get_remaining_time_in_millis(self):
-            return 30_000
+    from tests.support.lambda_context import FakeLambdaContext
 
     import main
-    context = Context()
+    context = FakeLambdaContext()
     timings = []
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         for _ in range(1000):
@@ -89,15 +81,10 @@ COLD_PROBE: Final = textwrap.dedent(
     """
     import json, sys
     sys.path.insert(0, sys.argv[1])
+    sys.path.append(sys.argv[3])  # this checkout, for its standard-library fake context
     import main
-    class Context:
-        aws_request_id = "bench-0000"
-        function_name = "loan-default-bench"
-        memory_limit_in_mb = 1024
-        invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:bench"
-        def get_remaining_time_in_millis(self):
-            return 30_000
-    answer = main.handler(json.loads(sys.argv[2]), Context())
+    from tests.support.lambda_context import FakeLambdaContext
+    answer = main.handler(json.loads(sys.argv[2]), FakeLambdaContext())
     print("answered", answer["statusCode"], file=sys.stderr, flush=True)
     """
 )
@@ -114,7 +101,7 @@ def _env(artifacts: Path, tracking_uri: str | None = None) -> dict[str, str]:
 def handler_latency(tree: Path, artifacts: Path, samples: int) -> dict[str, float]:
     event = json.dumps(http_api_event("/predict", MIDDLING_LOAN))
     done = subprocess.run(
-        [sys.executable, "-c", HANDLER_PROBE, str(tree / "lambda"), event, str(samples)],
+        [sys.executable, "-c", HANDLER_PROBE, str(tree / "lambda"), event, str(samples), REPO],
         cwd=tree,
         env=_env(artifacts),
         capture_output=True,
@@ -134,7 +121,7 @@ def cold_start_s(tree: Path, artifacts: Path, tracking_uri: str | None, runs: in
     for _ in range(runs):
         started = time.perf_counter()
         process = subprocess.Popen(
-            [sys.executable, "-c", COLD_PROBE, str(tree / "lambda"), event],
+            [sys.executable, "-c", COLD_PROBE, str(tree / "lambda"), event, REPO],
             cwd=tree,
             env=_env(artifacts, tracking_uri),
             stdout=subprocess.DEVNULL,

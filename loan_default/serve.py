@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from loan_service.settings import ENV_ARTIFACT_DIR
+from loan_service.env_names import ENV_ARTIFACT_DIR
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -41,13 +41,7 @@ from uvicorn.config import LOG_LEVELS, STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from loan_service import limit_blas_threads
-from loan_service.server_limits import (
-    DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_REQUEST_TIMEOUT_SECONDS,
-    ENV_MAX_HEADER_BYTES,
-    ENV_REQUEST_TIMEOUT,
-)
-from loan_service.settings import (
+from loan_service.env_names import (
     DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
     DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_LIMIT_CONCURRENCY,
@@ -62,6 +56,12 @@ from loan_service.settings import (
     ENV_SERVER_LOG_LEVEL,
     ENV_SERVER_PORT,
     ENV_SERVER_WORKERS,
+)
+from loan_service.server_limits import (
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    ENV_MAX_HEADER_BYTES,
+    ENV_REQUEST_TIMEOUT,
 )
 
 if TYPE_CHECKING:

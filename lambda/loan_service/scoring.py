@@ -73,10 +73,10 @@ def loans_to_matrix(loans: Sequence[Any], columns: Sequence[str] | None = None) 
     return np.array([loan.model_input() for loan in loans], dtype=np.float64)
 
 
-Explain = Literal["all", "declined", "declined_one_call", "none"]
-"""Which rows get reasons: all; declined only (two calls: PDs, then the declined rows'
-counterfactuals - cheapest when most are approved, the API's and the batch scorer's rule);
-declined only from ONE call of every row's counterfactuals; none."""
+Explain = Literal["all", "declined", "none"]
+"""Which rows get reasons: all (one call of every row's counterfactuals); declined only (two
+calls: PDs, then the declined rows' counterfactuals - cheapest when most are approved, the API's
+and the batch scorer's rule); none."""
 API_EXPLAIN: Final[Explain] = "declined"
 
 
@@ -153,15 +153,10 @@ class LoanScorer:
         work for a request of a few loans, and most applicants are approved)."""
         n_rows = raw.shape[0]
         threshold = self.threshold
-        if explain_rows in ("all", "declined_one_call"):
+        if explain_rows == "all":
             probability, _, impact = explain(self.model.blocks(raw))
             prediction = (probability >= threshold).astype(np.int8)
-            if explain_rows == "all":
-                reasons, reason_impact = top_reasons(impact)
-            else:
-                reasons, reason_impact = self._reasons_of(
-                    np.flatnonzero(prediction), n_rows, lambda rows: impact[rows]
-                )
+            reasons, reason_impact = top_reasons(impact)
         else:
             probability = np.minimum(self.model.pairs(raw)[:, 1], 1.0)
             prediction = (probability >= threshold).astype(np.int8)

@@ -1,8 +1,8 @@
-"""Every setting the service reads, and the one place that names its environment variables.
+"""Every setting the service reads.
 
-The constants below are the documented interface (docs/serving.md, Environment); ``Settings``
-reads them once at import of ``main``. Tests build ``Settings(...)`` directly instead of
-mutating ``os.environ``.
+The environment variable names are the documented interface (docs/serving.md, Environment),
+defined once in ``loan_service.env_names``; ``Settings`` reads them once at import of ``main``.
+Tests build ``Settings(...)`` directly instead of mutating ``os.environ``.
 """
 
 from __future__ import annotations
@@ -13,21 +13,11 @@ from typing import Annotated, Final, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from loan_service.env_names import (  # noqa: F401  (re-exported: the settings' interface)
-    DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
-    DEFAULT_KEEP_ALIVE_TIMEOUT,
-    DEFAULT_LIMIT_CONCURRENCY,
-    DEFAULT_SERVER_HOST,
-    DEFAULT_SERVER_LOG_LEVEL,
-    DEFAULT_SERVER_PORT,
-    DEFAULT_SERVER_WORKERS,
+from loan_service.env_names import (
     ENV_API_BASE_PATH,
     ENV_ARTIFACT_DIR,
     ENV_AWS_LAMBDA_FUNCTION_NAME,
     ENV_ECS_CONTAINER_METADATA_URI,
-    ENV_GRACEFUL_SHUTDOWN_TIMEOUT,
-    ENV_KEEP_ALIVE_TIMEOUT,
-    ENV_LIMIT_CONCURRENCY,
     ENV_LOG_LEVEL,
     ENV_MLFLOW_EXPERIMENT_NAME,
     ENV_MLFLOW_TRACKING_TOKEN_SECRET_ARN,
@@ -37,10 +27,6 @@ from loan_service.env_names import (  # noqa: F401  (re-exported: the settings' 
     ENV_POWERTOOLS_SERVICE_NAME,
     ENV_PREDICTION_LOG_QUEUE_SIZE,
     ENV_RECOVERY_RATE,
-    ENV_SERVER_HOST,
-    ENV_SERVER_LOG_LEVEL,
-    ENV_SERVER_PORT,
-    ENV_SERVER_WORKERS,
     ENV_SHADOW_SAMPLE_RATE,
 )
 

@@ -128,20 +128,18 @@ def test_declined_only_explains_the_declined_rows_with_the_same_reasons(
 ) -> None:
     everything = scorer.score(book, "all")
     declined_only = scorer.score(book, "declined")
-    one_call = scorer.score(book, "declined_one_call")
     none = scorer.score(book, "none")
-    for scored in (declined_only, one_call, none):
+    for scored in (declined_only, none):
         assert np.array_equal(scored.probability, everything.probability)
         assert np.array_equal(scored.band, everything.band)
     declined = everything.prediction == 1
     assert 0 < declined.sum() < len(book)
-    for scored in (declined_only, one_call):
-        assert np.array_equal(scored.reasons[declined], everything.reasons[declined])
-        assert np.array_equal(
-            scored.reason_impact[declined], everything.reason_impact[declined], equal_nan=True
-        )
-        assert (scored.reasons[~declined] == NO_REASON).all()
-        assert np.isnan(scored.reason_impact[~declined]).all()
+    assert np.array_equal(declined_only.reasons[declined], everything.reasons[declined])
+    assert np.array_equal(
+        declined_only.reason_impact[declined], everything.reason_impact[declined], equal_nan=True
+    )
+    assert (declined_only.reasons[~declined] == NO_REASON).all()
+    assert np.isnan(declined_only.reason_impact[~declined]).all()
     assert (none.reasons == NO_REASON).all()
 
 
@@ -166,9 +164,6 @@ def test_declined_only_costs_one_call_for_the_pds_and_one_for_the_declined(
     assert rows_per_call == [len(book), int(scored.prediction.sum()) * (k + 1)]
     rows_per_call.clear()
     service.assessor.scorer.score(book, "all")
-    assert rows_per_call == [len(book) * (k + 1)]
-    rows_per_call.clear()
-    service.assessor.scorer.score(book, "declined_one_call")
     assert rows_per_call == [len(book) * (k + 1)]
 
 

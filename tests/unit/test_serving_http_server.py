@@ -9,6 +9,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from loan_service.env_names import (
+    ENV_SERVER_HOST,
+    ENV_SERVER_LOG_LEVEL,
+    ENV_SERVER_PORT,
+    ENV_SERVER_WORKERS,
+)
 from loan_service.http_server import (
     APP_FACTORY,
     load_app,
@@ -17,13 +23,7 @@ from loan_service.http_server import (
     settings_problems,
 )
 from loan_service.server_limits import BoundedHttpToolsProtocol
-from loan_service.settings import (
-    ENV_SERVER_HOST,
-    ENV_SERVER_LOG_LEVEL,
-    ENV_SERVER_PORT,
-    ENV_SERVER_WORKERS,
-    Settings,
-)
+from loan_service.settings import Settings
 
 
 def test_without_options_or_environment_it_serves_like_uvicorn_on_one_process() -> None:
