@@ -199,7 +199,8 @@ serve: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## serve the page and API at 
 # `mlflow server` (the training set's mlflow) on $(MLFLOW_URL) over ./mlflow.db, the store training
 # records its runs in, started in its own process group before the service and stopped when the
 # service stops (Ctrl-C). The service sends its traces over OTLP to that server's /v1/traces; the
-# same server is the MLflow UI meanwhile (runs, registered models, the traces).
+# same server is the MLflow UI meanwhile (runs, registered models, the traces). Its job runner (huey
+# consumers for MLflow's GenAI jobs, which this product does not use) is off: it starts sooner.
 MLFLOW_DB ?= $(CURDIR)/mlflow.db
 MLFLOW_ARTIFACTS ?= $(CURDIR)/mlartifacts
 MLFLOW_SERVER_LOG ?= $(CURDIR)/mlflow-server.log
@@ -208,7 +209,7 @@ MLFLOW_READY_SECONDS ?= 240
 
 run: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## fresh clone: .venv (runtime + training sets only), train if artifacts/ is missing, start MLflow on :5000, serve :8000 logging predictions to it
 	@echo "Starting MLflow at $(MLFLOW_URL) (store $(MLFLOW_DB), log $(MLFLOW_SERVER_LOG))"
-	@setsid $(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(MLFLOW_DB) \
+	@MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid $(VENV)/bin/mlflow server --backend-store-uri sqlite:///$(MLFLOW_DB) \
 	  --artifacts-destination $(MLFLOW_ARTIFACTS) --host 127.0.0.1 --port $(MLFLOW_UI_PORT) \
 	  --workers 1 >$(MLFLOW_SERVER_LOG) 2>&1 & mlflow_pid=$$!; \
 	trap 'kill -TERM -- -$$mlflow_pid 2>/dev/null || true; wait $$mlflow_pid 2>/dev/null || true; \
@@ -246,13 +247,14 @@ bench-deps: ## install wrk (Debian package) for the HTTP benchmarks when it is m
 	  echo "WARNING: wrk is missing and apt-get needs root: apt-get install -y wrk"; \
 	fi
 
-bench: install bench-deps $(ARTIFACTS)/manifest.json ## service vs original design -> bench/results.md; serving, image, monitor, batch figures
+bench: install bench-deps $(ARTIFACTS)/manifest.json ## service vs original design -> bench/results.md; serving, image, monitor, shadow, batch figures
 	@status=0; \
 	$(PY) -m bench.run $(BENCH_ARGS) || status=$$?; \
 	echo; $(PY) -m bench.serving --artifacts $(ARTIFACTS) || status=$$?; \
 	echo; $(PY) -m bench.image --artifacts $(ARTIFACTS) || status=$$?; \
 	echo; $(PY) -m bench.monitor --artifacts $(ARTIFACTS) || status=$$?; \
 	echo; $(PY) -m bench.before_after || status=$$?; \
+	echo; $(PY) -m bench.shadow --artifacts $(ARTIFACTS) || status=$$?; \
 	echo; $(PY) -m bench.batch || status=$$?; \
 	exit $$status
 

@@ -6,7 +6,8 @@ version): one with ``SHADOW_SAMPLE_RATE=0``, one with ``1``. Rounds alternate be
 background load hits both alike; each round times ``handler(event, context)`` for a single-loan
 ``POST /predict`` (API Gateway HTTP API event). It also checks that both answer the same bytes.
 Budget: p99 with shadowing within 15 % of p99 without. A benchmark, not a test: figures from a
-loaded machine say so (load average printed).
+loaded machine say so (load average printed). The figures go to the "shadow" block of
+``bench/results.md``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.results_file import run_facts, write_block
 from tests.support.artifacts import copy_as_challenger
 from tests.support.loans import TYPICAL_LOAN
 from tests.support.paths import LAMBDA_ROOT, REPO_ROOT
@@ -47,8 +50,19 @@ def _handler(artifacts: Path, rate: float) -> Any:
     from loan_service.settings import Settings
 
     settings = Settings(artifact_dir=artifacts, shadow_sample_rate=rate, mlflow_tracking_uri=None)
-    service = build_service(settings, LAMBDA_ROOT, log_stream=io.StringIO())
+    service = build_service(settings, LAMBDA_ROOT)  # logs to stdout, as on Lambda
     return build_lambda_handler(create_app(settings, service=service), service), service
+
+
+@contextlib.contextmanager
+def _fd1_to(sink: io.TextIOBase) -> Iterator[None]:
+    saved = os.dup(1)
+    os.dup2(sink.fileno(), 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _percentiles_us(samples: list[int]) -> tuple[float, float]:
@@ -64,12 +78,14 @@ def measure(artifacts: Path, rounds: int, per_round: int) -> dict[str, Any]:
         shutil.copytree(artifacts, folder, ignore=shutil.ignore_patterns("report", "challenger"))
         version = json.loads((folder / "manifest.json").read_text())["model_version"]
         copy_as_challenger(folder, folder / "challenger", f"{version}-challenger")
-        handlers = {"off": _handler(folder, 0.0), "on": _handler(folder, 1.0)}
-        event = _event()
-        context = FakeLambdaContext()
         timings: dict[str, list[int]] = {"off": [], "on": []}
         bodies = {}
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        # As on Lambda, the service and the challenger's worker write to stdout (fd 1): here
+        # /dev/null, so the terminal costs neither of them anything.
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), _fd1_to(sink):
+            handlers = {"off": _handler(folder, 0.0), "on": _handler(folder, 1.0)}
+            event = _event()
+            context = FakeLambdaContext()
             for name, (handler, _service) in handlers.items():
                 for _ in range(500):
                     bodies[name] = handler(event, context)["body"]
@@ -123,6 +139,30 @@ def main(argv: list[str] | None = None) -> int:
         f"{'ok' if within else 'OVER'}; identical answers: {result['identical_answers']}; "
         f"challenger scored {result['challenger_scored']}, dropped {result['challenger_dropped']}"
     )
+    off, on = result["off"], result["on"]
+    write_block(
+        "shadow",
+        [
+            "## Shadow challenger: handler latency with shadowing at 100 % vs off",
+            "",
+            run_facts(load_before, load_after, "python -m bench.shadow"),
+            f"- {result['samples_each']:,} back-to-back single-loan `POST /predict` Lambda "
+            "handler calls each, rounds alternating; the challenger is a copy of the champion "
+            "under its own version, scored in its worker process; both write to stdout "
+            "(/dev/null here), as on Lambda.",
+            "",
+            "| shadowing | p50 | p99 |",
+            "|---|---:|---:|",
+            f"| off | {off['p50_us']:.0f} us | {off['p99_us']:.0f} us |",
+            f"| on (100 %) | {on['p50_us']:.0f} us | {on['p99_us']:.0f} us |",
+            "",
+            f"- p99 on / off: **{result['p99_ratio']:.2f}x** (budget <= {BUDGET_P99_RATIO}x: "
+            f"{'met' if within else 'missed'}); answers byte-identical: "
+            f"{result['identical_answers']}; pairs written {result['challenger_scored']:,}, "
+            f"dropped {result['challenger_dropped']:,}.",
+        ],
+    )
+    return 0 if within and result["identical_answers"] else 1
     return 0
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import IO, Final
@@ -22,9 +21,9 @@ from pydantic.json_schema import models_json_schema
 from starlette.middleware import Middleware
 
 from loan_service.api.routes import PREDICTION_ROUTES, ROUTERS
-from loan_service.artifacts import ArtifactBundle, ArtifactError, load_artifacts
-from loan_service.book import BookSchema
+from loan_service.artifacts import ArtifactError, load_artifacts
 from loan_service.errors import install_error_handlers
+from loan_service.loading import build_assessor
 from loan_service.middleware import (
     MAX_BODY_BYTES,
     BodyLimitMiddleware,
@@ -35,18 +34,11 @@ from loan_service.middleware import (
 )
 from loan_service.observability import Observability
 from loan_service.prediction_log import PredictionLog, build_prediction_log
-from loan_service.predictor import (
-    DefaultRiskModel,
-    check_model_at_load,
-    edge_of_range_rows,
-    load_probability_model,
-)
 from loan_service.reference_bins import ReferenceBinCounter
 from loan_service.schemas import RequestModels
-from loan_service.scoring import LoanAssessor
 from loan_service.service import PredictionService
 from loan_service.settings import Settings
-from loan_service.shadow import ShadowScorer, challenger_folder
+from loan_service.shadow import ChallengerSpec, ShadowScorer, challenger_folder
 
 SOURCE_ROOT: Final = Path(__file__).resolve().parent.parent  # lambda/ here, /var/task in the image
 API_TITLE: Final = "Loan default prediction"
@@ -73,23 +65,6 @@ _NO_TELEMETRY: Final[TelemetryConfig] = {
 }
 
 
-def field_bounds(book: BookSchema) -> list[tuple[float | None, float | None]]:
-    """The lowest and highest model input the book accepts for each feature (None: open). A
-    strict bound (``greater_than``) gives the next float inside it: income > 0 accepts 5e-324;
-    a category's inputs are its value indices."""
-    bounds: list[tuple[float | None, float | None]] = []
-    for feature in book.features:
-        if feature.is_category:
-            bounds.append((0.0, float(max(len(feature.values or ()) - 1, 0))))
-            continue
-        low = None if feature.min is None else float(feature.min)
-        if feature.greater_than is not None:
-            low = math.nextafter(float(feature.greater_than), math.inf)
-        high = None if feature.max is None else float(feature.max)
-        bounds.append((low, high))
-    return bounds
-
-
 def build_service(
     settings: Settings,
     source_root: Path = SOURCE_ROOT,
@@ -99,7 +74,7 @@ def build_service(
     """Verify and load the artifacts (raising ``ArtifactError``), then start the logger."""
     bundle = load_artifacts(settings.resolve_artifact_dir(source_root))
     features = bundle.manifest.book.feature_names
-    assessor = build_assessor(bundle, settings)
+    assessor = build_assessor(bundle, settings.model_runtime, settings.recovery_rate)
     shadow = build_shadow(
         settings, source_root, bundle.manifest.model_version, features, log_stream
     )
@@ -126,24 +101,6 @@ def build_service(
     return service
 
 
-def build_assessor(bundle: ArtifactBundle, settings: Settings) -> LoanAssessor:
-    """The scorer and answer builder for one verified artifact folder."""
-    model = DefaultRiskModel(load_probability_model(bundle, settings.model_runtime), bundle.stats)
-    model_file = bundle.onnx_path.name if model.runtime == "onnx" else bundle.pickle_path.name
-    book = bundle.manifest.book
-    edges = edge_of_range_rows(bundle.stats, field_bounds(book))
-    check_model_at_load(model, edges, book.feature_names, model_file)
-    return LoanAssessor(
-        model=model,
-        stats=bundle.stats,
-        threshold=bundle.manifest.threshold,
-        recovery_rate=settings.recovery_rate,
-        model_version=bundle.manifest.model_version,
-        book=bundle.manifest.book,
-        master_scale=bundle.master_scale,
-    )
-
-
 def build_shadow(
     settings: Settings,
     source_root: Path,
@@ -152,8 +109,8 @@ def build_shadow(
     log_stream: IO[str] | None = None,
 ) -> ShadowScorer | None:
     """The challenger, verified like the champion whenever the image carries one (it must take
-    the champion's features: the same requests are scored by both). Its pairs are written to
-    the service's log stream (stdout unless given)."""
+    the champion's features: the same requests are scored by both). With a sample rate, its
+    worker process is started; its pairs go to the service's log stream (stdout unless given)."""
     folder = challenger_folder(settings.resolve_artifact_dir(source_root))
     if not folder.is_dir():
         if settings.shadow_sample_rate > 0:
@@ -163,17 +120,24 @@ def build_shadow(
             )
         return None
     try:
-        challenger = build_assessor(load_artifacts(folder, features), settings)
+        challenger = build_assessor(
+            load_artifacts(folder, features), settings.model_runtime, settings.recovery_rate
+        )
     except ArtifactError as exc:
         raise ArtifactError(f"challenger: {exc}") from exc
     if settings.shadow_sample_rate == 0:
         return None
     return ShadowScorer(
-        challenger,
+        ChallengerSpec(
+            folder=folder,
+            features=features,
+            model_version=challenger.model_version,
+            model_runtime=settings.model_runtime,
+            recovery_rate=settings.recovery_rate,
+            service_name=settings.service_name,
+        ),
         champion_version,
-        features,
         settings.shadow_sample_rate,
-        service_name=settings.service_name,
         write=None if log_stream is None else log_stream.write,
     )
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from loan_service.artifacts import ArtifactError
 from loan_service.service import PredictionService
-from loan_service.shadow import CHALLENGER_DIR_NAME, SHADOW_EVENT
+from loan_service.shadow import CHALLENGER_DIR_NAME, SHADOW_EVENT, SHADOW_LOGGER
 from tests.support.artifacts import copy_as_challenger
 from tests.support.loans import MIDDLING_LOAN, RISKY_LOAN, SAFE_LOAN
 from tests.support.serving_fixtures import build_test_app
@@ -119,3 +122,66 @@ def test_a_sample_rate_without_a_challenger_is_refused(trained_artifacts: Path) 
     refusal = r"SHADOW_SAMPLE_RATE is 0\.5 but there is no challenger"
     with pytest.raises(ArtifactError, match=refusal):
         build_test_app(trained_artifacts, shadow_sample_rate=0.5)
+
+
+def test_a_stalled_worker_makes_requests_drop_pairs_never_wait(with_challenger: Path) -> None:
+    """The worker stopped (SIGSTOP) while requests keep coming: once the pipe is full each
+    sampled request is dropped and counted, none blocks; resumed, it writes all it was given."""
+    stream = io.StringIO()
+    app, service = build_test_app(with_challenger, log_stream=stream, shadow_sample_rate=1.0)
+    shadow = shadow_of(service)
+    loans = [SAFE_LOAN] * 1000
+    with TestClient(app) as client:
+        shadow.flush()  # the worker has loaded the challenger
+        os.kill(shadow._process.pid, signal.SIGSTOP)
+        try:
+            for index in range(40):  # ~50 KB per batch frame: well past a 1 MiB pipe
+                response = client.post(
+                    "/predict/batch", json={"loans": loans}, headers={"x-request-id": f"b{index}"}
+                )
+                assert response.status_code == 200
+        finally:
+            os.kill(shadow._process.pid, signal.SIGCONT)
+        shadow.flush()
+
+    counters = shadow.counters
+    assert counters.sampled == 40
+    assert 0 < counters.dropped < 40
+    assert counters.scored == counters.sampled - counters.dropped == len(logged_pairs(stream))
+
+
+class _Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_dead_worker_costs_the_pairs_not_the_service(with_challenger: Path) -> None:
+    """Killed, the worker takes no request with it: each sampled request is dropped and
+    counted, and the loss is said once."""
+    app, service = build_test_app(with_challenger, log_stream=io.StringIO(), shadow_sample_rate=1.0)
+    shadow = shadow_of(service)
+    collected = _Collected()
+    logger = logging.getLogger(SHADOW_LOGGER)
+    logger.addHandler(collected)
+    try:
+        with TestClient(app) as client:
+            shadow.flush()
+            shadow._process.kill()
+            shadow._process.wait()
+            for index in range(3):
+                response = client.post(
+                    "/predict", json=RISKY_LOAN, headers={"x-request-id": f"d{index}"}
+                )
+                assert response.status_code == 200
+            shadow.flush()
+    finally:
+        logger.removeHandler(collected)
+
+    assert (shadow.counters.sampled, shadow.counters.dropped) == (3, 3)
+    assert collected.messages == [
+        "shadow scoring stopped: the challenger's worker process is gone (exit status -9)"
+    ]
