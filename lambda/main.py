@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loan_service import limit_blas_threads
+from loan_service import limit_blas_threads, long_lived_startup
 
 limit_blas_threads()  # before anything imports numpy
 
-from loan_service.application import build_service, create_app  # noqa: E402
-from loan_service.lambda_adapter import build_lambda_handler  # noqa: E402
-from loan_service.settings import Settings  # noqa: E402
+with long_lived_startup():
+    from loan_service.application import build_service, create_app
+    from loan_service.lambda_adapter import build_lambda_handler
+    from loan_service.settings import Settings
 
-settings = Settings()
-service = build_service(settings, source_root=Path(__file__).resolve().parent)
-app = create_app(settings, service=service)
-handler = build_lambda_handler(app, service)
+    settings = Settings()
+    service = build_service(settings, source_root=Path(__file__).resolve().parent)
+    app = create_app(settings, service=service)
+    handler = build_lambda_handler(app, service)

@@ -4,7 +4,10 @@
 ``loan_service`` and ``lambda/main.py`` as ``main``.
 """
 
+import gc
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def limit_blas_threads() -> None:
@@ -13,3 +16,23 @@ def limit_blas_threads() -> None:
     the uvicorn workers. Serving multiplies a few 7 x 6 matrices; one BLAS thread is plenty. An
     explicit setting in the environment wins."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+@contextmanager
+def long_lived_startup() -> Iterator[None]:
+    """Import and load the service with the cyclic garbage collector paused, then freeze it.
+
+    What start-up builds (modules, the app, the model, the request models) lives as long as the
+    process, yet the collector would walk those ~100,000 objects again in every full collection:
+    about a quarter of a 1,000-loan ``/predict/batch`` here, and its passes during the imports a
+    tenth of the cold start. ``gc.freeze`` moves them out of the collector's sight (no collection
+    first: that alone costs more than it frees). A failed start-up only turns the collector back
+    on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+        gc.freeze()
+    finally:
+        if enabled:
+            gc.enable()

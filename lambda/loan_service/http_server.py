@@ -40,7 +40,7 @@ import uvicorn
 from uvicorn.config import LOG_LEVELS, STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from loan_service import limit_blas_threads
+from loan_service import limit_blas_threads, long_lived_startup
 from loan_service.env_names import (
     DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
     DEFAULT_KEEP_ALIVE_TIMEOUT,
@@ -79,20 +79,21 @@ def load_app() -> FastAPI:
     """The app ``main.app`` is, built from the environment; an unusable artifact folder or an
     invalid setting ends the process with one line, not a traceback."""
     limit_blas_threads()
-    from pydantic import ValidationError
+    with long_lived_startup():
+        from pydantic import ValidationError
 
-    from loan_service.application import create_app
-    from loan_service.artifacts import ArtifactError
-    from loan_service.settings import Settings
+        from loan_service.application import create_app
+        from loan_service.artifacts import ArtifactError
+        from loan_service.settings import Settings
 
-    try:
-        app = create_app()
-    except ArtifactError as error:
-        refuse(str(error))
-    except ValidationError as error:
-        if error.title != Settings.__name__:
-            raise  # not a setting: a bug, and its traceback is what helps
-        refuse(f"invalid setting: {settings_problems(error)}")
+        try:
+            app = create_app()
+        except ArtifactError as error:
+            refuse(str(error))
+        except ValidationError as error:
+            if error.title != Settings.__name__:
+                raise  # not a setting: a bug, and its traceback is what helps
+            refuse(f"invalid setting: {settings_problems(error)}")
     return app
 
 

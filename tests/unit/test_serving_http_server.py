@@ -6,9 +6,12 @@ tests/integration/test_faults_sigterm.py and tests/integration/test_faults_artif
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from pydantic import ValidationError
 
+from loan_service import long_lived_startup
 from loan_service.env_names import (
     ENV_SERVER_HOST,
     ENV_SERVER_LOG_LEVEL,
@@ -109,3 +112,23 @@ def test_each_invalid_setting_is_named_by_its_environment_variable_with_the_reas
         "MODEL_RUNTIME: Input should be 'onnx' or 'sklearn'; "
         "RECOVERY_RATE: Input should be less than or equal to 1"
     )
+
+
+def test_start_up_runs_without_the_collector_and_leaves_what_it_built_frozen() -> None:
+    frozen_before = gc.get_freeze_count()
+    try:
+        with long_lived_startup():
+            assert not gc.isenabled()
+            built = [[index] for index in range(1000)]  # what a start-up keeps for the process
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= frozen_before + len(built)
+    finally:
+        gc.unfreeze()
+
+
+def test_a_failed_start_up_turns_the_collector_back_on_and_freezes_nothing() -> None:
+    frozen_before = gc.get_freeze_count()
+    with pytest.raises(SystemExit), long_lived_startup():
+        raise SystemExit(3)
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen_before
