@@ -168,6 +168,14 @@ def pair_record(
     }
 
 
+def _interpreter_flags() -> list[str]:
+    """The service's own isolation flags (the image runs ``python -S -s -P``): the worker
+    imports exactly what the service imports, from the same places."""
+    flags = sys.flags
+    wanted = (flags.no_site, "-S"), (flags.no_user_site, "-s"), (flags.safe_path, "-P")
+    return [flag for on, flag in wanted if on]
+
+
 def _queued_bytes(fd: int) -> int:
     return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
 
@@ -239,8 +247,8 @@ class ShadowScorer:
             ),
             "OMP_NUM_THREADS": "1",
         }
-        command = [sys.executable, "-m", WORKER_MODULE, challenger.to_argument(), champion_version]
-        command.append(str(ack_write))
+        command = [sys.executable, *_interpreter_flags(), "-m", WORKER_MODULE]
+        command += [challenger.to_argument(), champion_version, str(ack_write)]
         self._process = subprocess.Popen(
             command,
             stdin=read_end,

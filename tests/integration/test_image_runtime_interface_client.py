@@ -9,11 +9,16 @@ next-invocation long poll, the response and error endpoints, and the init error 
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
+from loan_service.shadow import CHALLENGER_DIR_NAME
+from tests.support.artifacts import copy_as_challenger
 from tools.image_emulation import (
     EmulatedImage,
     RuntimeApiEmulator,
@@ -116,3 +121,31 @@ def test_sigterm_at_reclaim_drains_the_prediction_log_and_exits_0(image: Emulate
     assert status == 0, output
     assert "prediction log drained" in output, output
     assert api.unexpected_requests == []
+
+
+def test_shadowing_in_the_image_logs_a_pair_from_the_worker_process(
+    image: EmulatedImage, tmp_path: Path
+) -> None:
+    """The challenger's worker is started by the runtime's own interpreter (same isolation
+    flags, the task root's packages) and writes its pair to the function's log stream."""
+    folder = tmp_path / "artifacts"
+    shutil.copytree(image.task_root / "artifacts", folder)
+    copy_as_challenger(folder, folder / CHALLENGER_DIR_NAME, "20991231.000000-challenger")
+    settings = {"ARTIFACT_DIR": str(folder), "SHADOW_SAMPLE_RATE": "1"}
+    with RuntimeApiEmulator() as api, runtime_interface_client(image, api, settings) as client:
+        outcome = api.invoke(load_event("apigw-http-v2-predict.json"))
+        assert outcome.kind == "response", client.output()
+        deadline = time.monotonic() + 60
+        while '"message":"shadow"' not in client.output() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        output = client.output()
+
+    assert outcome.body["statusCode"] == 200
+    pairs = [
+        json.loads(line)["pair"] for line in output.splitlines() if '"message":"shadow"' in line
+    ]
+    assert len(pairs) == 1, output
+    champion, challenger = pairs[0]["champion"], pairs[0]["challenger"]
+    assert challenger["model_version"] == "20991231.000000-challenger"
+    assert challenger["answers"] == champion["answers"]
+    assert champion["answers"][0]["probability"] == decode_body(outcome.body)["probability"]
