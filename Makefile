@@ -42,8 +42,8 @@ format: install ## apply ruff's fixes and formatting
 typecheck: install ## mypy over training/, lambda/, infra_cdk/, bench/, tools/, tests/support/
 	$(VENV)/bin/mypy
 
-pytest: install ## the test suite only
-	$(PY) -m pytest
+pytest: install ## the test suite only (the 25 slowest tests listed at the end)
+	$(PY) -m pytest --durations=25
 
 test: lint typecheck pytest ## install, lint, type-check, run the whole suite (what CI runs)
 
