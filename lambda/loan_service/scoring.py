@@ -21,9 +21,10 @@ exposure of the expected loss - comes from the trained model's schema (``manifes
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import numpy as np
 
@@ -37,7 +38,7 @@ from loan_service.reasons import (
     ReasonCatalogue,
     top_reasons,
 )
-from loan_service.schemas import PredictionAnswer, RiskBand
+from loan_service.schemas import PredictionAnswer, ReasonAnswer, RiskBand
 from loan_service.stability import MasterScale
 
 __all__ = ["MAX_REASONS", "NO_REASON", "REASON_MIN_LOG_ODDS", "top_reasons"]
@@ -113,6 +114,51 @@ class ScoredBlock:
         )
 
 
+SMALL_BLOCK: Final = 8
+"""Up to this many rows (an API request's loan, or the few single-loan requests one model call
+answers together), ``LoanScorer.score_columns`` works on Python floats around the model call:
+each numpy call costs a microsecond or two whatever its size, and the array path makes about 25
+of them for a block of one loan. The values are the same (the same float64 operations in the same
+order, the same model calls), which the scoring-core tests check row by row."""
+
+
+class ScoredColumns(NamedTuple):
+    """A ``ScoredBlock`` as Python columns (what the API's answers are built from).
+
+    ``reasons`` maps a row with reasons to its (feature indices, impacts), largest first; rows
+    without reasons are absent."""
+
+    probability: list[float]
+    prediction: list[int]
+    band: list[int]
+    expected_loss: list[float] | None
+    reasons: dict[int, tuple[list[int], list[float]]]
+    grade: list[int] | None
+
+    @classmethod
+    def of_block(cls, scored: ScoredBlock) -> ScoredColumns:
+        """The block's columns: one ``tolist`` each, the reasons of the rows that have any."""
+        explained = np.flatnonzero(scored.reasons[:, 0] != NO_REASON)
+        reasons: dict[int, tuple[list[int], list[float]]] = {}
+        if explained.size:
+            for row, columns, impacts in zip(
+                explained.tolist(),
+                scored.reasons[explained].tolist(),
+                scored.reason_impact[explained].tolist(),
+                strict=True,
+            ):
+                used = columns.index(NO_REASON) if NO_REASON in columns else len(columns)
+                reasons[row] = (columns[:used], impacts[:used])
+        return cls(
+            probability=scored.probability.tolist(),
+            prediction=scored.prediction.tolist(),
+            band=scored.band.tolist(),
+            expected_loss=None if scored.expected_loss is None else scored.expected_loss.tolist(),
+            reasons=reasons,
+            grade=None if scored.grade is None else scored.grade.tolist(),
+        )
+
+
 class LoanScorer:
     """The vectorized core: raw feature rows -> ``ScoredBlock``. One per model, thread-compatible.
 
@@ -141,6 +187,10 @@ class LoanScorer:
         self.reason_codes = self.catalogue.codes
         exposure = book.loss.exposure
         self._exposure_column = self.features.index(exposure) if exposure else None
+        # ``MasterScale.grade`` (searchsorted, side right) for one PD at a time.
+        self._grade_bounds: tuple[float, ...] = (
+            () if master_scale is None else tuple(master_scale.upper_bounds.tolist())
+        )
 
     @property
     def runtime(self) -> str:
@@ -176,6 +226,37 @@ class LoanScorer:
             reason_impact=reason_impact,
             grade=None if self.master_scale is None else self.master_scale.grade(probability),
         )
+
+    def score_columns(self, raw: np.ndarray) -> ScoredColumns:
+        """``score(raw, "declined")`` as Python columns, for at most ``SMALL_BLOCK`` rows: the same
+        model calls (the PDs, then the declined rows' counterfactuals), the rest in floats."""
+        threshold = self.threshold
+        probability = [min(p, 1.0) for _, p in self.model.pairs(raw).tolist()]
+        prediction = [int(p >= threshold) for p in probability]
+        band = [2 if p >= threshold else int(p >= MEDIUM_RISK_FROM) for p in probability]
+        rows = raw.tolist()
+        expected_loss = None
+        if self._exposure_column is not None:
+            column, loss_given_default = self._exposure_column, self.loss_given_default
+            expected_loss = [
+                p * loss_given_default * row[column]
+                for p, row in zip(probability, rows, strict=True)
+            ]
+        grade = None
+        if self.master_scale is not None:
+            bounds = self._grade_bounds
+            grade = [bisect_right(bounds, p) + 1 for p in probability]
+        reasons: dict[int, tuple[list[int], list[float]]] = {}
+        declined = [row for row, decision in enumerate(prediction) if decision]
+        if declined:
+            chosen, impacts = top_reasons(explain(self.model.blocks(raw[declined]))[2])
+            for row, columns, values in zip(
+                declined, chosen.tolist(), impacts.tolist(), strict=True
+            ):
+                used = columns.index(NO_REASON) if NO_REASON in columns else len(columns)
+                if used:
+                    reasons[row] = (columns[:used], values[:used])
+        return ScoredColumns(probability, prediction, band, expected_loss, reasons, grade)
 
     @staticmethod
     def _reasons_of(
@@ -224,6 +305,9 @@ class LoanAssessor:
             (catalogue.codes[index], name, catalogue.texts[index])
             for index, name in enumerate(catalogue.features)
         ]
+        self._band_words: tuple[tuple[RiskBand, str], ...] = tuple(
+            (name, MESSAGE_BY_BAND[name]) for name in RISK_BANDS
+        )
 
     @property
     def runtime(self) -> str:
@@ -232,7 +316,7 @@ class LoanAssessor:
     def assess_matrix(self, raw: np.ndarray, request_id: str) -> list[PredictionItem]:
         """One request's rows: one model call for the PDs, one for the declined rows'
         counterfactuals when there are any (most applicants are approved)."""
-        return self.answers(raw, self.scorer.score(raw, API_EXPLAIN), request_id)
+        return self.answer_columns(self._columns(raw), request_id, 0, raw.shape[0])
 
     def assess_together(
         self, raws: Sequence[np.ndarray], request_ids: Sequence[str]
@@ -244,67 +328,83 @@ class LoanAssessor:
         """
         if len(raws) == 1:
             return [self.assess_matrix(raws[0], request_ids[0])]
-        scored = self.scorer.score(np.concatenate(raws), API_EXPLAIN)
+        columns = self._columns(np.concatenate(raws))
         answers = []
         start = 0
         for raw, request_id in zip(raws, request_ids, strict=True):
             end = start + raw.shape[0]
-            answers.append(self.answers(raw, scored.slice(start, end), request_id))
+            answers.append(self.answer_columns(columns, request_id, start, end))
             start = end
         return answers
+
+    def _columns(self, raw: np.ndarray) -> ScoredColumns:
+        if raw.shape[0] <= SMALL_BLOCK:
+            return self.scorer.score_columns(raw)
+        return ScoredColumns.of_block(self.scorer.score(raw, API_EXPLAIN))
 
     def answers(
         self, raw: np.ndarray, scored: ScoredBlock, request_id: str
     ) -> list[PredictionItem]:
-        """The public answers for ``raw`` from its ``ScoredBlock``.
+        """The public answers for ``raw`` from its ``ScoredBlock``."""
+        return self.answer_columns(ScoredColumns.of_block(scored), request_id, 0, len(scored))
+
+    def answer_columns(
+        self, scored: ScoredColumns, request_id: str, start: int, end: int
+    ) -> list[PredictionItem]:
+        """The public answers of rows ``start:end``.
 
         Answers are ``PredictionAnswer`` dicts (the ``PredictionPublic`` shape), serialized by the
         routes in pydantic-core, once. Building model instances here would cost more than the
-        model call. The only per-row work left is what JSON needs anyway: one dict per answer,
-        and the reasons looked up by index.
+        model call. The per-row work left is what JSON needs anyway: each column converted and
+        rounded in one pass, one dict per answer, and reasons only for the rows that have them.
         """
         threshold = self.threshold
         model_version = self.model_version
         parts = self._reason_parts
-        n_rows = len(scored)
-        losses = [None] * n_rows if scored.expected_loss is None else scored.expected_loss.tolist()
-        answers: list[PredictionItem] = []
-        grades = [None] * n_rows if scored.grade is None else scored.grade.tolist()
-        for probability, prediction, band, loss, reasons, impacts, grade in zip(
-            scored.probability.tolist(),
-            scored.prediction.tolist(),
-            scored.band.tolist(),
-            losses,
-            scored.reasons.tolist(),
-            scored.reason_impact.tolist(),
-            grades,
-            strict=True,
-        ):
-            band_name = RISK_BANDS[band]
-            answers.append(
-                {
-                    "probability": round(probability, 6),
-                    "prediction": prediction,
-                    "threshold": threshold,
-                    "message": MESSAGE_BY_BAND[band_name],
-                    "risk_band": band_name,
-                    "grade": grade,
-                    "reasons": [
-                        {
-                            "code": parts[column][0],
-                            "feature": parts[column][1],
-                            "impact": round(impact, 3),
-                            "text": parts[column][2],
-                        }
-                        for column, impact in zip(reasons, impacts, strict=True)
-                        if column != NO_REASON
-                    ],
-                    "expected_loss": None if loss is None else round(loss, 2),
-                    "model_version": model_version,
-                    "request_id": request_id,
-                }
+        words = self._band_words
+        n_rows = end - start
+        losses: list[float | None] = [None] * n_rows
+        if scored.expected_loss is not None:
+            losses = [round(loss, 2) for loss in scored.expected_loss[start:end]]
+        grades: list[int | None] = [None] * n_rows
+        if scored.grade is not None:
+            grades = list(scored.grade[start:end])
+        reasons_of = scored.reasons
+        reasons: list[list[ReasonAnswer]] = [[] for _ in range(n_rows)]
+        for row, (columns, impacts) in reasons_of.items():
+            if start <= row < end:
+                reasons[row - start] = [
+                    {
+                        "code": parts[column][0],
+                        "feature": parts[column][1],
+                        "impact": round(impact, 3),
+                        "text": parts[column][2],
+                    }
+                    for column, impact in zip(columns, impacts, strict=True)
+                ]
+        return [
+            {
+                "probability": round(probability, 6),
+                "prediction": prediction,
+                "threshold": threshold,
+                "message": words[band][1],
+                "risk_band": words[band][0],
+                "grade": grade,
+                "reasons": row_reasons,
+                "expected_loss": loss,
+                "model_version": model_version,
+                "request_id": request_id,
+            }
+            for probability, prediction, band, grade, row_reasons, loss in zip(
+                scored.probability[start:end],
+                scored.prediction[start:end],
+                scored.band[start:end],
+                grades,
+                reasons,
+                losses,
+                strict=True,
             )
-        return answers
+        ]
 
     def assess(self, loans: Sequence[Any], request_id: str) -> list[PredictionItem]:
         return self.assess_matrix(loans_to_matrix(loans), request_id)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic_core import to_json
 
 from loan_service.predictor import DefaultRiskModel, explain_block
 from loan_service.reasons import (
@@ -22,7 +23,15 @@ from loan_service.reasons import (
     REASON_MIN_LOG_ODDS,
     top_reasons,
 )
-from loan_service.scoring import RISK_BANDS, LoanScorer, ScoredBlock, band_indices, risk_band
+from loan_service.scoring import (
+    RISK_BANDS,
+    SMALL_BLOCK,
+    LoanScorer,
+    ScoredBlock,
+    ScoredColumns,
+    band_indices,
+    risk_band,
+)
 from loan_service.service import PredictionService
 from tests.support.default_book import FEATURES, REASON_CODES
 from tests.support.paths import REPO_ROOT
@@ -205,3 +214,20 @@ def test_reason_codes_are_a_lookup_with_none_for_an_empty_slot(scorer: LoanScore
     assert [list(column) for column in columns] == [["FI", None], ["CL", None], [None, None]]
     assert set(REASON_CODES) == set(FEATURES)
     assert len(set(REASON_CODES.values())) == len(FEATURES)
+
+
+@pytest.mark.parametrize("size", [1, 3, SMALL_BLOCK])
+def test_a_small_block_in_python_floats_answers_exactly_like_the_array_path(
+    service: PredictionService, book: np.ndarray, size: int
+) -> None:
+    assessor = service.assessor
+    declined = 0
+    for start in range(0, 3000, size):
+        rows = book[start : start + size]
+        small = assessor.scorer.score_columns(rows)
+        arrays = ScoredColumns.of_block(assessor.scorer.score(rows, "declined"))
+        assert small == arrays, start
+        answers = assessor.answer_columns(small, "same", 0, len(rows))
+        assert to_json(answers) == to_json(assessor.answer_columns(arrays, "same", 0, len(rows)))
+        declined += sum(small.prediction)
+    assert declined > 0
