@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:  # noqa
             from loan_default.batch.core import BatchScorer
             from loan_default.batch.local import score_file
 
-            scorer = BatchScorer(artifact_dir, recovery_rate, settings.model_runtime)
+            scorer = BatchScorer(artifact_dir, recovery_rate, settings.model_runtime, coded=True)
             summary = score_file(
                 scorer,
                 args.input,

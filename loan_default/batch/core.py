@@ -24,18 +24,30 @@ from loan_service.scoring import RISK_BANDS, LoanScorer, ScoredBlock
 from loan_service.settings import ModelRuntime
 
 REASON_SLOTS: Final = 4  # reason_1_code .. reason_4_code, empty (null) beyond the model's reasons
-GRADE_FIELD: Final = pa.field("grade", pa.int16())  # only for a model with a master scale
+GRADE_FIELD: Final = pa.field("grade", pa.int16(), nullable=False)  # with a master scale only
+BAND_CODES: Final = pa.dictionary(pa.int8(), pa.string())  # risk_band as a code into the bands
+REASON_CODES: Final = pa.dictionary(pa.int16(), pa.string())  # a reason as a feature's index
 
 
-def answer_fields(graded: bool) -> tuple[pa.Field, ...]:
-    """The answer columns, in order; ``grade`` where the model has a master scale."""
+def answer_fields(
+    graded: bool, *, coded: bool = False, with_loss: bool = True
+) -> tuple[pa.Field, ...]:
+    """The answer columns, in order; ``grade`` where the model has a master scale.
+
+    ``coded``: the text columns (risk band, reason codes) are dictionary arrays, the core's own
+    indices into the bands and the book's codes (the local engine's files: no string is built per
+    row, and Parquet stores them as dictionary pages; they read back as the same text, as
+    categoricals in pandas). Plain strings otherwise (Spark's pandas batches). A column that is
+    never empty is declared so (no Parquet definition levels to write)."""
+    band = BAND_CODES if coded else pa.string()
+    code = REASON_CODES if coded else pa.string()
     return (
-        pa.field("probability", pa.float64()),
-        pa.field("prediction", pa.int8()),
-        pa.field("risk_band", pa.string()),
+        pa.field("probability", pa.float64(), nullable=False),
+        pa.field("prediction", pa.int8(), nullable=False),
+        pa.field("risk_band", band, nullable=False),
         *((GRADE_FIELD,) if graded else ()),
-        pa.field("expected_loss", pa.float64()),
-        *(pa.field(f"reason_{slot}_code", pa.string()) for slot in range(1, REASON_SLOTS + 1)),
+        pa.field("expected_loss", pa.float64(), nullable=not with_loss),
+        *(pa.field(f"reason_{slot}_code", code) for slot in range(1, REASON_SLOTS + 1)),
     )
 
 
@@ -81,7 +93,12 @@ class BatchScorer:
     """The artifact folder's model behind a record-batch interface."""
 
     def __init__(
-        self, artifact_dir: Path, recovery_rate: float, runtime: ModelRuntime = "onnx"
+        self,
+        artifact_dir: Path,
+        recovery_rate: float,
+        runtime: ModelRuntime = "onnx",
+        *,
+        coded: bool = False,
     ) -> None:
         bundle = load_artifacts(artifact_dir)
         book = bundle.manifest.book
@@ -93,11 +110,17 @@ class BatchScorer:
             book=book,
             master_scale=bundle.master_scale,
         )
-        self.answer_fields = answer_fields(graded=bundle.master_scale is not None)
+        self.answer_fields = answer_fields(
+            graded=bundle.master_scale is not None,
+            coded=coded,
+            with_loss=book.loss.exposure is not None,
+        )
+        self.coded = coded
         self.answer_columns = tuple(f.name for f in self.answer_fields)
         self.model_version = bundle.manifest.model_version
         self.rules = checks.rules_of(book)  # the manifest's schema, as the API's request models
         self._bands = pa.array(RISK_BANDS, pa.string())
+        self._codes = pa.array([*self.scorer.reason_codes], pa.string())
 
     def check_schema(self, schema: pa.Schema) -> pa.Schema:
         """The output schema for this input; ``InputError`` when it cannot be scored."""
@@ -155,10 +178,13 @@ class BatchScorer:
     def answer_table(self, table: pa.Table, scored: ScoredBlock) -> pa.Table:
         n_rows = len(scored)
         expected_loss = scored.expected_loss
+        band = pa.array(scored.band, pa.int8())
         columns: list[pa.Array] = [
             pa.array(scored.probability, pa.float64()),
             pa.array(scored.prediction, pa.int8()),
-            self._bands.take(pa.array(scored.band, pa.int8())),
+            pa.DictionaryArray.from_arrays(band, self._bands)
+            if self.coded
+            else self._bands.take(band),
             *(() if scored.grade is None else (pa.array(scored.grade, pa.int16()),)),
             pa.array(
                 np.full(n_rows, np.nan) if expected_loss is None else expected_loss,
@@ -172,13 +198,17 @@ class BatchScorer:
         return table
 
     def _reason_columns(self, scored: ScoredBlock) -> Sequence[pa.Array]:
-        codes = pa.array([*self.scorer.reason_codes], pa.string())
         slots = scored.reasons.shape[1]
+        code_type = self.answer_fields[-1].type
         columns = []
         for slot in range(REASON_SLOTS):
             if slot >= slots:
-                columns.append(pa.nulls(len(scored), pa.string()))
+                columns.append(pa.nulls(len(scored), code_type))
                 continue
             index = scored.reasons[:, slot]
-            columns.append(codes.take(pa.array(index, pa.int16(), mask=index < 0)))
+            used = pa.array(index, pa.int16(), mask=index < 0)
+            if self.coded:
+                columns.append(pa.DictionaryArray.from_arrays(used, self._codes))
+            else:
+                columns.append(self._codes.take(used))
         return columns
