@@ -1,7 +1,12 @@
-"""The Spark engine: the same per-batch scorer in ``mapInPandas``, one ONNX session per worker.
+"""The Spark engine: the local engine's per-batch scorer in ``mapInArrow``, one ONNX session per
+Python worker.
 
-``score_dataframe`` numbers the rows (1-based, in file order, as the local engine does), runs
-``BatchScorer.score`` on every pandas batch of every partition and splits the answers from the
+``score_with_spark`` reads the input ONCE to score it: every task hands its Arrow record batches
+(the local engine's unit, no pandas in between) to ``BatchScorer.score``, yields the answers,
+which Spark writes as they come, and adds its partition's totals (rows, rejected rows, loans and
+expected loss per band) to an accumulator. Only the rejects need file row numbers, and only a
+file with bad rows needs them: a second, check-only pass then numbers each partition's rows from
+the first pass's counts (1-based, in file order, as the local engine does) and writes the
 rejects. Each Python worker builds ONE ``BatchScorer`` (one ONNX Runtime session on the same
 ``model.onnx`` and statistics) the first time it sees the artifact folder and reuses it for every
 batch and task after (Spark reuses Python workers). The local engine and this one share the
@@ -24,20 +29,22 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import urlparse
 
 if __package__ in (None, ""):  # run as a script by spark-submit: the package comes from --py-files
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+from pyspark.accumulators import Accumulator, AccumulatorParam
 
 import loan_default.batch
+from loan_default.batch import rules as checks
 from loan_default.batch.code_zip import build_code_zip
-from loan_default.batch.core import BatchScorer
+from loan_default.batch.core import BandTotals, BatchScorer
 from loan_default.batch.local import Summary, file_format
 from loan_default.batch.rules import InputError
 from loan_service.artifacts import ArtifactError
@@ -46,13 +53,18 @@ from loan_service.scoring import RISK_BANDS
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-ROW_ID: Final = "__row_id"
 CORRUPT: Final = "__corrupt_record"
-REJECT_ROW: Final = "__reject_row"
-REJECT_COLUMN: Final = "__reject_column"
-REJECT_REASON: Final = "__reject_reason"
 REJECT_SEQ: Final = "__reject_seq"
-_PARTITION_SHIFT: Final = 33  # monotonically_increasing_id: partition index << 33 | row in it
+
+
+class PartitionTotals(NamedTuple):
+    """What one task of the scoring pass saw: the driver's summary and row offsets."""
+
+    rows: int  # every row of the partition, bad ones included
+    rejected: int  # rows with at least one bad value (or the wrong number of fields)
+    loans: np.ndarray  # scored loans per risk band
+    expected_loss: np.ndarray  # expected loss per risk band
+
 
 _WORKER_SCORERS: dict[tuple[str, float], BatchScorer] = {}
 
@@ -128,67 +140,134 @@ def _spark_type(data_type: pa.DataType) -> Any:
     return from_arrow_type(data_type)
 
 
-def _malformed(lines: pd.Series, expected: int) -> list[str]:
-    found = [len(next(csv.reader([str(line)]), [])) for line in lines]
+def _malformed(lines: pa.Array, expected: int) -> list[str]:
+    found = [len(next(csv.reader([str(line)]), [])) for line in lines.to_pylist()]
     return [f"expected {expected} fields, found {n}" for n in found]
 
 
-def score_dataframe(
-    df: DataFrame, artifact_dir: str, recovery_rate: float
-) -> tuple[DataFrame, DataFrame, BatchScorer]:
-    """(answers, rejects, the driver's scorer) of ``df``; nothing runs until they are used."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import LongType, StringType, StructField, StructType
+class _PartitionTotals(AccumulatorParam[dict[int, PartitionTotals]]):
+    """Per-partition totals, keyed by partition: a re-run task replaces its own entry."""
 
-    scorer = BatchScorer(Path(artifact_dir), recovery_rate)
-    input_columns = [c for c in df.columns if c != CORRUPT]
-    has_corrupt = CORRUPT in df.columns
-    arrow_input = pa.schema(
-        [
-            pa.field(f.name, pa.string())
-            if isinstance(f.dataType, StringType)
-            else pa.field(f.name, _to_arrow(f.dataType))
-            for f in df.schema.fields
-            if f.name != CORRUPT
-        ]
-    )
-    output = scorer.check_schema(arrow_input)
-    numbered = df.withColumn(ROW_ID, F.monotonically_increasing_id())
-    counts: dict[int, int] = dict(
-        numbered.groupBy(F.spark_partition_id().alias("p")).count().select("p", "count").collect()
-    )
-    offsets = np.zeros(max(counts, default=0) + 1, dtype=np.int64)
-    for partition in range(1, len(offsets)):
-        offsets[partition] = offsets[partition - 1] + counts.get(partition - 1, 0)
-    rejects_fields = [
-        StructField(REJECT_ROW, LongType()),
-        StructField(REJECT_COLUMN, StringType()),
-        StructField(REJECT_REASON, StringType()),
-        StructField(REJECT_SEQ, LongType()),
-    ]
-    out_schema = StructType(
-        [StructField(f.name, _spark_type(f.type)) for f in output] + rejects_fields
-    )
-    out_names = [f.name for f in output]
-    expected_fields = len(input_columns)
-    run = _partition_scorer(
-        artifact_dir, recovery_rate, offsets, out_names, has_corrupt, expected_fields
-    )
-    result = numbered.mapInPandas(run, out_schema)
-    from pyspark import StorageLevel
+    def zero(self, value: dict[int, PartitionTotals]) -> dict[int, PartitionTotals]:
+        return {}
 
-    result = result.persist(StorageLevel.MEMORY_AND_DISK)
-    answers = result.filter(F.col(REJECT_ROW).isNull()).select(*out_names)
-    rejects = (
-        result.filter(F.col(REJECT_ROW).isNotNull())
-        .orderBy(REJECT_ROW, REJECT_SEQ)
-        .select(
-            F.col(REJECT_ROW).alias("row"),
-            F.col(REJECT_COLUMN).alias("column"),
-            F.col(REJECT_REASON).alias("reason"),
+    def addInPlace(
+        self, value1: dict[int, PartitionTotals], value2: dict[int, PartitionTotals]
+    ) -> dict[int, PartitionTotals]:
+        value1.update(value2)
+        return value1
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringPlan:
+    """What every task needs, decided once on the driver from the input's schema."""
+
+    artifact_dir: str
+    recovery_rate: float
+    output: pa.Schema  # the input's columns (typed features), then the answers
+    has_corrupt: bool  # a CSV input: CORRUPT holds the line of a row with the wrong field count
+    expected_fields: int
+
+    @classmethod
+    def of(cls, df: DataFrame, artifact_dir: str, recovery_rate: float) -> ScoringPlan:
+        """The plan for ``df``; ``InputError`` when its columns cannot be scored."""
+        from pyspark.sql.types import StringType
+
+        fields = [f for f in df.schema.fields if f.name != CORRUPT]
+        arrow_input = pa.schema(
+            [
+                pa.field(f.name, pa.string())
+                if isinstance(f.dataType, StringType)
+                else pa.field(f.name, _to_arrow(f.dataType))
+                for f in fields
+            ]
         )
-    )
-    return answers, rejects, scorer
+        output = BatchScorer(Path(artifact_dir), recovery_rate).check_schema(arrow_input)
+        return cls(artifact_dir, recovery_rate, output, CORRUPT in df.columns, len(fields))
+
+    def spark_schema(self) -> Any:
+        from pyspark.sql.types import StructField, StructType
+
+        return StructType([StructField(f.name, _spark_type(f.type)) for f in self.output])
+
+    def well_formed(
+        self, batch: pa.RecordBatch, rows: np.ndarray
+    ) -> tuple[pa.RecordBatch, np.ndarray, np.ndarray, list[str]]:
+        """(the rows with the right number of fields, their numbers, the others' numbers and
+        reasons); without CORRUPT every row is well formed."""
+        if not self.has_corrupt:
+            return batch, rows, rows[:0], []
+        index = batch.schema.get_field_index(CORRUPT)
+        corrupt = batch.column(index)
+        batch = batch.remove_column(index)
+        bad = corrupt.is_valid().to_numpy(zero_copy_only=False)
+        if not bad.any():
+            return batch, rows, rows[:0], []
+        reasons = _malformed(corrupt.filter(pa.array(bad)), self.expected_fields)
+        return batch.filter(pa.array(~bad)), rows[~bad], rows[bad], reasons
+
+
+def _scoring_pass(
+    plan: ScoringPlan, totals: Accumulator[dict[int, PartitionTotals]]
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """One task: score every batch, yield the answers, add the partition's totals."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        scorer = worker_scorer(plan.artifact_dir, plan.recovery_rate)
+        bands = BandTotals()
+        seen = rejected = 0
+        for batch in batches:
+            # numbered within the partition: only the rejects need file row numbers (second pass)
+            rows = np.arange(seen + 1, seen + batch.num_rows + 1, dtype=np.int64)
+            seen += batch.num_rows
+            good, good_rows, malformed, _ = plan.well_formed(batch, rows)
+            result = scorer.score(good, good_rows)
+            rejected += malformed.size + result.rejected_rows
+            bands.add(result.scored)
+            yield from result.table.cast(plan.output).to_batches()
+        context = TaskContext.get()
+        partition = context.partitionId() if context is not None else 0
+        totals.add({partition: PartitionTotals(seen, rejected, bands.loans, bands.expected_loss)})
+
+    return run
+
+
+def _rejects_pass(
+    plan: ScoringPlan, offsets: np.ndarray
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """One task: check every batch (no scoring), yield its rejects with their file row numbers."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        partition = context.partitionId() if context is not None else 0
+        rules = worker_scorer(plan.artifact_dir, plan.recovery_rate).rules
+        seen = int(offsets[partition]) if partition < offsets.size else 0
+        for batch in batches:
+            rows = np.arange(seen + 1, seen + batch.num_rows + 1, dtype=np.int64)
+            seen += batch.num_rows
+            good, good_rows, malformed, reasons = plan.well_formed(batch, rows)
+            found = checks.check_columns(good, rules, good_rows).rejects
+            if not found.num_rows and not malformed.size:
+                continue
+            row = np.concatenate([malformed, found.column("row").to_numpy()])
+            column = [None] * malformed.size + found.column("column").to_pylist()
+            reason = reasons + found.column("reason").to_pylist()
+            order = np.argsort(row, kind="stable")  # by row, then as the checks listed them
+            yield pa.RecordBatch.from_arrays(
+                [
+                    pa.array(row[order], pa.int64()),
+                    pa.array([column[i] for i in order], pa.string()),
+                    pa.array([reason[i] for i in order], pa.string()),
+                    pa.array(np.arange(row.size, dtype=np.int64)),
+                ],
+                names=["row", "column", "reason", REJECT_SEQ],
+            )
+
+    return run
 
 
 def _to_arrow(data_type: Any) -> pa.DataType:
@@ -197,57 +276,13 @@ def _to_arrow(data_type: Any) -> pa.DataType:
     return to_arrow_type(data_type)
 
 
-def _partition_scorer(  # noqa: PLR0917  (the closure's captured settings, private)
-    artifact_dir: str,
-    recovery_rate: float,
-    offsets: np.ndarray,
-    out_names: list[str],
-    has_corrupt: bool,
-    expected_fields: int,
-) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    mask = (1 << _PARTITION_SHIFT) - 1
-
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        scorer = worker_scorer(artifact_dir, recovery_rate)
-        for batch in batches:
-            frame = batch
-            ids = frame.pop(ROW_ID).to_numpy(dtype=np.int64)
-            rows = offsets[ids >> _PARTITION_SHIFT] + (ids & mask) + 1
-            malformed_rows = np.empty(0, dtype=np.int64)
-            reasons: list[str] = []
-            if has_corrupt:
-                corrupt = frame.pop(CORRUPT)
-                bad = corrupt.notna().to_numpy()
-                if bad.any():
-                    malformed_rows = rows[bad]
-                    reasons = _malformed(corrupt[bad], expected_fields)
-                    frame, rows = frame[~bad], rows[~bad]
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            result = scorer.score(table, rows)
-            answers = result.table.to_pandas()
-            for name in (REJECT_ROW, REJECT_COLUMN, REJECT_REASON, REJECT_SEQ):
-                answers[name] = None
-            yield answers[[*out_names, REJECT_ROW, REJECT_COLUMN, REJECT_REASON, REJECT_SEQ]]
-            reject_rows = np.concatenate([malformed_rows, result.rejects.column("row").to_numpy()])
-            if reject_rows.size:
-                rejects = pd.DataFrame({name: [None] * reject_rows.size for name in out_names})
-                rejects[REJECT_ROW] = reject_rows
-                rejects[REJECT_COLUMN] = [None] * len(reasons) + result.rejects.column(
-                    "column"
-                ).to_pylist()
-                rejects[REJECT_REASON] = reasons + result.rejects.column("reason").to_pylist()
-                rejects[REJECT_SEQ] = np.arange(reject_rows.size)
-                yield rejects
-
-    return run
-
-
 def _is_local(path: str) -> bool:
     return urlparse(path).scheme in ("", "file")
 
 
-def _write(frame: DataFrame, path: str, header: bool = True) -> None:
-    """Parquet or CSV by extension; locally under a temporary name, renamed when complete."""
+def _write(frame: DataFrame, path: str, header: bool = True) -> str:
+    """Write Parquet or CSV by extension; locally under a temporary name (returned) that
+    ``_commit`` renames, elsewhere (S3: the committer's ``_SUCCESS``) in place."""
     kind = file_format(Path(urlparse(path).path))
     target = path
     if _is_local(path):
@@ -258,13 +293,41 @@ def _write(frame: DataFrame, path: str, header: bool = True) -> None:
         writer.parquet(target)
     else:
         writer.option("header", header).csv(target)
-    if _is_local(path):
-        final = Path(urlparse(path).path)
-        if final.is_dir():
-            shutil.rmtree(final)
-        elif final.exists():
-            final.unlink()
-        os.replace(target, final)
+    return target
+
+
+def _commit(target: str, path: str) -> None:
+    if not _is_local(path):
+        return
+    final = Path(urlparse(path).path)
+    if final.is_dir():
+        shutil.rmtree(final)
+    elif final.exists():
+        final.unlink()
+    os.replace(target, final)
+
+
+def _discard(spark: SparkSession, target: str) -> None:
+    """Delete a written output that must not be kept, through Hadoop's file system (the one
+    Spark wrote it with: local, HDFS or S3)."""
+    jvm: Any = spark._jvm  # py4j: Hadoop's FileSystem has no Python API
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(target)
+    hadoop_path.getFileSystem(spark._jsc.hadoopConfiguration()).delete(hadoop_path, True)
+
+
+def _summary(totals: dict[int, PartitionTotals]) -> tuple[Summary, np.ndarray]:
+    """The job's summary and each partition's first row offset (rows before it in the file)."""
+    summary = Summary()
+    counts = np.zeros(max(totals, default=-1) + 1, dtype=np.int64)
+    for partition, part in totals.items():
+        counts[partition] = part.rows
+        summary.rows_read += part.rows
+        summary.rows_rejected += part.rejected
+        summary.bands.loans += part.loans
+        summary.bands.expected_loss += part.expected_loss
+    summary.rows_scored = int(summary.bands.loans.sum())
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return summary, offsets
 
 
 def score_with_spark(  # noqa: PLR0917  (mirrors score_file's arguments)
@@ -276,32 +339,42 @@ def score_with_spark(  # noqa: PLR0917  (mirrors score_file's arguments)
     recovery_rate: float,
     max_rejects: int | None = None,
 ) -> Summary:
-    """Score a file with Spark into ``output_path`` and ``rejects_path`` (folders of parts)."""
+    """Score a file with Spark into ``output_path`` and ``rejects_path`` (folders of parts).
+
+    ONE pass over the input scores it and writes the output; the same tasks add each
+    partition's rows, rejects and band totals to an accumulator. Only when some row was bad does
+    a second, check-only pass number the rejects in file order (each partition's first row is
+    known from the first pass) and write them.
+    """
     import time
 
-    from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
 
     started = time.perf_counter()
-    answers, rejects, scorer = score_dataframe(
-        read_input(spark, input_path), artifact_dir, recovery_rate
+    df = read_input(spark, input_path)
+    plan = ScoringPlan.of(df, artifact_dir, recovery_rate)
+    totals = spark.sparkContext.accumulator({}, _PartitionTotals())
+    written = _write(df.mapInArrow(_scoring_pass(plan, totals), plan.spark_schema()), output_path)
+    summary, offsets = _summary(totals.value)
+    reject_schema = StructType(
+        [
+            StructField("row", LongType()),
+            StructField("column", StringType()),
+            StructField("reason", StringType()),
+            StructField(REJECT_SEQ, LongType()),
+        ]
     )
-    summary = Summary()
-    totals = answers.groupBy("risk_band").agg(
-        F.count(F.lit(1)).alias("loans"), F.sum("expected_loss").alias("expected_loss")
-    )
-    for row in totals.collect():
-        band = RISK_BANDS.index(row["risk_band"])
-        summary.bands.loans[band] = row["loans"]
-        summary.bands.expected_loss[band] = row["expected_loss"] or 0.0
-    summary.rows_scored = int(summary.bands.loans.sum())
-    summary.rows_rejected = rejects.select("row").distinct().count()
-    summary.rows_read = summary.rows_scored + summary.rows_rejected
-    _write(rejects.coalesce(1), rejects_path)
+    if summary.rows_rejected:
+        found = df.mapInArrow(_rejects_pass(plan, offsets), reject_schema)
+        rejects = found.orderBy("row", REJECT_SEQ).drop(REJECT_SEQ).coalesce(1)
+    else:  # a clean book: an empty rejects file, without a pass
+        rejects = spark.createDataFrame([], reject_schema).drop(REJECT_SEQ).coalesce(1)
+    _commit(_write(rejects, rejects_path), rejects_path)
     if max_rejects is not None and summary.rows_rejected > max_rejects:
         summary.stopped = True
+        _discard(spark, written)
     else:
-        _write(answers, output_path)
-    del scorer
+        _commit(written, output_path)
     summary.seconds = time.perf_counter() - started
     return summary
 

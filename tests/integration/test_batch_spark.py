@@ -129,6 +129,7 @@ def test_the_spark_job_script_stops_at_max_rejects_and_leaves_no_output(
     args = [str(book), "--out", str(out), "--artifacts", str(trained_artifacts)]
     assert spark_main([*args, "--max-rejects", "2"]) == 1
     assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # nor a partial
     assert (tmp_path / "scored.rejects.csv").is_dir()
     assert spark_main(args) == 0
     assert len(read_dataset(out)) > 2900
