@@ -37,10 +37,20 @@ class ProbabilityModel(Protocol):
     """A fitted model that takes NORMALIZED rows and returns P(default) per row."""
 
     runtime: ModelRuntime
+    log_odds_with_pds: bool
+    """Whether a block's PD call should fetch the log-odds too: true where a row's cost is in the
+    part both outputs share (a tree ensemble), so the declined rows' counterfactual call can leave
+    out the applicants' own rows; false where the log-odds cost a call a third more (a linear
+    model), so the PD call fetches the probabilities only."""
 
     def class_probabilities(self, normalized: np.ndarray) -> np.ndarray:
         """(n, 3) float64: P(no default), P(default), and the model's own float64 log-odds of
         default (computed before the sigmoid, so finite where both probabilities saturate)."""
+        ...
+
+    def log_odds(self, normalized: np.ndarray) -> np.ndarray:
+        """(n,) float64: the log-odds of ``class_probabilities`` alone (counterfactuals need no
+        probabilities)."""
         ...
 
     def pair_probabilities(self, normalized: np.ndarray) -> np.ndarray:
@@ -94,8 +104,11 @@ class OnnxPredictor:
         self._has_log_odds = ONNX_LOG_ODDS_OUTPUT in outputs
         self._output_names = [ONNX_PROBABILITIES_OUTPUT]
         self._probabilities_only = [ONNX_PROBABILITIES_OUTPUT]
+        self._log_odds_only = [ONNX_LOG_ODDS_OUTPUT]
         if self._has_log_odds:
             self._output_names.append(ONNX_LOG_ODDS_OUTPUT)
+        # The op type is plain text in the graph's bytes; a wrong guess costs time, never answers.
+        self.log_odds_with_pds = self._has_log_odds and _TREE_ENSEMBLE in model
 
     def class_probabilities(self, normalized: np.ndarray) -> np.ndarray:
         rows = np.ascontiguousarray(normalized, dtype=np.float32)
@@ -112,11 +125,19 @@ class OnnxPredictor:
         (probabilities,) = self._session.run(self._probabilities_only, {ONNX_INPUT_NAME: rows})
         return np.asarray(probabilities, dtype=np.float64)
 
+    def log_odds(self, normalized: np.ndarray) -> np.ndarray:
+        if not self._has_log_odds:
+            return pair_log_odds(self.pair_probabilities(normalized))
+        rows = np.ascontiguousarray(normalized, dtype=np.float32)
+        (odds,) = self._session.run(self._log_odds_only, {ONNX_INPUT_NAME: rows})
+        return np.asarray(odds, dtype=np.float64).reshape(-1)
+
 
 class SklearnPredictor:
     """``best_model.pkl`` through scikit-learn: the fallback, slower to import and to call."""
 
     runtime: ModelRuntime = "sklearn"
+    log_odds_with_pds = False  # scikit-learn computes the log-odds in a pass of their own
 
     def __init__(self, pickle_path: Path) -> None:
         try:
@@ -145,6 +166,14 @@ class SklearnPredictor:
     def pair_probabilities(self, normalized: np.ndarray) -> np.ndarray:
         rows = np.asarray(normalized, dtype=np.float64)
         return np.asarray(self._model.predict_proba(rows), dtype=np.float64)
+
+    def log_odds(self, normalized: np.ndarray) -> np.ndarray:
+        from loan_service.sklearn_model import calibrated_log_odds
+
+        return np.asarray(
+            calibrated_log_odds(self._model, np.asarray(normalized, dtype=np.float64)),
+            dtype=np.float64,
+        )
 
 
 def load_probability_model(bundle: ArtifactBundle, runtime: ModelRuntime) -> ProbabilityModel:
@@ -181,6 +210,7 @@ def read_artifact(path: Path) -> bytes:
 _SMALLEST: Final = float(np.finfo(np.float32).tiny)
 _PROBABILITY_SLACK: Final = 1e-6  # float32 sums may land a hair above 1
 _SMALL_OUTPUT: Final = 64
+_TREE_ENSEMBLE: Final = b"TreeEnsemble"  # ai.onnx.ml TreeEnsembleClassifier / Regressor
 
 
 def check_probabilities(outputs: np.ndarray) -> None:
@@ -282,6 +312,42 @@ class DefaultRiskModel:
         probabilities = self._model.pair_probabilities(self.normalize(raw).astype(np.float32))
         check_probabilities(probabilities)
         return probabilities
+
+    def normalized(self, raw: np.ndarray) -> np.ndarray:
+        """The float32 model input of ``raw``: ``normalize(raw).astype(float32)``, the same values
+        with one temporary fewer (a block's PD and counterfactual calls share it)."""
+        shifted = raw - self._mean
+        shifted *= self._inverse_std
+        return shifted.astype(np.float32)
+
+    def block_scores(self, normalized: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """ONE model call for a block's PDs: (n, 2) pairs, checked, and the applicants' log-odds
+        where the model gives them at no extra cost (``log_odds_with_pds``), else None."""
+        if self._model.log_odds_with_pds:
+            outputs = self._model.class_probabilities(normalized)
+            check_probabilities(outputs)
+            return outputs[:, :2], outputs[:, 2]
+        pairs = self._model.pair_probabilities(normalized)
+        check_probabilities(pairs)
+        return pairs, None
+
+    def impacts(
+        self, normalized: np.ndarray, applicant_log_odds: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(n, k) impacts of normalized rows (``explain``'s third output) from ONE model call of
+        log-odds only: each feature at its reference, plus the applicant's own row unless its
+        log-odds are given (the same float32 row gives the same log-odds in any call)."""
+        n_rows, n_features = normalized.shape
+        first = 0 if applicant_log_odds is None else 1
+        block = normalized[:, None, :] * self._counterfactual_mask[first:]
+        if self._counterfactual_fill is not None:
+            block += self._counterfactual_fill[first:]
+        odds = self._model.log_odds(block.reshape(-1, n_features)).reshape(n_rows, -1)
+        if not np.isfinite(odds).all():
+            raise FloatingPointError("the model returned a log-odds that is not finite")
+        if applicant_log_odds is None:
+            return odds[:, 0][:, None] - odds[:, 1:]
+        return applicant_log_odds[:, None] - odds
 
     def probability(self, raw: np.ndarray) -> np.ndarray:
         """PD only (no counterfactuals), vectorized: one model call for all rows."""

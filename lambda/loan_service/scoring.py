@@ -208,11 +208,18 @@ class LoanScorer:
             prediction = (probability >= threshold).astype(np.int8)
             reasons, reason_impact = top_reasons(impact)
         else:
-            probability = np.minimum(self.model.pairs(raw)[:, 1], 1.0)
+            # Normalized once for both calls; the counterfactuals' call fetches log-odds only.
+            normalized = self.model.normalized(raw)
+            pairs, log_odds = self.model.block_scores(normalized)
+            probability = np.minimum(pairs[:, 1], 1.0)
             prediction = (probability >= threshold).astype(np.int8)
             declined = np.flatnonzero(prediction) if explain_rows == "declined" else prediction[:0]
             reasons, reason_impact = self._reasons_of(
-                declined, n_rows, lambda rows: explain(self.model.blocks(raw[rows]))[2]
+                declined,
+                n_rows,
+                lambda rows: self.model.impacts(
+                    normalized[rows], None if log_odds is None else log_odds[rows]
+                ),
             )
         expected_loss = None
         if self._exposure_column is not None:

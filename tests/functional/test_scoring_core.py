@@ -166,11 +166,12 @@ def test_declined_only_costs_one_call_for_the_pds_and_one_for_the_declined(
 
         return counted
 
-    for name in ("class_probabilities", "pair_probabilities"):
+    for name in ("class_probabilities", "pair_probabilities", "log_odds"):
         monkeypatch.setattr(predictor, name, counting(getattr(predictor, name)))
     scored = service.assessor.scorer.score(book, "declined")
     k = len(FEATURES)
-    assert rows_per_call == [len(book), int(scored.prediction.sum()) * (k + 1)]
+    counterfactuals = k if predictor.log_odds_with_pds else k + 1  # the applicant's row too
+    assert rows_per_call == [len(book), int(scored.prediction.sum()) * counterfactuals]
     rows_per_call.clear()
     service.assessor.scorer.score(book, "all")
     assert rows_per_call == [len(book) * (k + 1)]
