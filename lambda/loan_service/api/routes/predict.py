@@ -16,7 +16,7 @@ FastAPI's own ``RequestValidationError``, so every error answer comes from ``err
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 from fastapi import APIRouter, Request, Response
@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
-from starlette.routing import request_response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loan_service.api.deps import request_context_of, service_of
 from loan_service.errors import (
@@ -56,7 +56,20 @@ class RawBodyRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
         super().__init__(path, endpoint, **options)
-        self.app = request_response(endpoint)
+        self.app = raw_body_app(endpoint)
+
+
+def raw_body_app(endpoint: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    """Starlette's ``request_response`` without its second exception wrapper: what the endpoint
+    raises (``RequestValidationError``, ``HTTPException``, anything) reaches the app's
+    ``ExceptionMiddleware`` one layer up, which answers it with the same handlers on the same
+    scope, so every answer is the same; the hot routes save a wrapper and a closure per request."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+    return app
 
 
 router = APIRouter(tags=["predictions"], route_class=RawBodyRoute)
