@@ -19,6 +19,7 @@ from loan_service.scoring import (
     MESSAGE_BY_BAND,
     loans_to_matrix,
     risk_band,
+    rounded,
 )
 from tests.support.default_book import FEATURES, LoanApplication
 from tests.support.loans import RISKY_LOAN, TYPICAL_LOAN
@@ -116,3 +117,24 @@ def test_each_risk_band_has_its_own_message_so_message_never_contradicts_the_ban
     assert len(set(MESSAGE_BY_BAND.values())) == 3
     assert MESSAGE_BY_BAND["high"] == "High risk of default"  # the original system's wording
     assert MESSAGE_BY_BAND["low"] == "Low risk of default"
+
+
+@pytest.mark.parametrize("digits", [2, 3, 6])
+def test_array_rounding_gives_exactly_pythons_round(digits: int) -> None:
+    generator = np.random.default_rng(7)
+    scale = 10.0**digits
+    halves = (np.arange(-2000, 2000) + 0.5) / scale  # the nearest doubles to exact ties
+    values = np.concatenate(
+        [
+            generator.random(20_000),  # PDs
+            generator.random(20_000) * 10.0 ** generator.integers(-12, 13, 20_000),
+            -generator.random(2_000),
+            halves,
+            np.nextafter(halves, np.inf),
+            np.nextafter(halves, -np.inf),
+            [0.0, -0.0, 1.0, 5e-324, 1e300, -1e300, np.inf, -np.inf, np.nan],
+        ]
+    )
+    expected = [round(value, digits) for value in values.tolist()]
+    got = rounded(values, digits)
+    assert [v.hex() for v in got] == [v.hex() for v in expected]
