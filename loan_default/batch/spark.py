@@ -39,6 +39,7 @@ if __package__ in (None, ""):  # run as a script by spark-submit: the package co
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.accumulators import Accumulator, AccumulatorParam
 
 import loan_default.batch
@@ -46,7 +47,7 @@ from loan_default.batch import rules as checks
 from loan_default.batch.code_zip import build_code_zip
 from loan_default.batch.core import BandTotals, BatchScorer
 from loan_default.batch.local import Summary, file_format
-from loan_default.batch.rules import InputError
+from loan_default.batch.rules import REJECT_SCHEMA, InputError
 from loan_service.artifacts import ArtifactError
 from loan_service.scoring import RISK_BANDS
 
@@ -296,6 +297,22 @@ def _write(frame: DataFrame, path: str, header: bool = True) -> str:
     return target
 
 
+def _write_no_rejects(path: str) -> str:
+    """The folder Spark writes for no rejects (one part with the header or the schema, and
+    ``_SUCCESS``), under the temporary name ``_write`` uses; this costs no Spark job."""
+    final = Path(urlparse(path).path)
+    target = final.with_name(f".{final.name}.{os.getpid()}.partial")
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    if file_format(final) == "parquet":
+        pq.write_table(REJECT_SCHEMA.empty_table(), target / "part-00000.parquet")
+    else:
+        (target / "part-00000.csv").write_text(",".join(REJECT_SCHEMA.names) + "\n")
+    (target / "_SUCCESS").write_bytes(b"")
+    return str(target)
+
+
 def _commit(target: str, path: str) -> None:
     if not _is_local(path):
         return
@@ -367,9 +384,12 @@ def score_with_spark(  # noqa: PLR0917  (mirrors score_file's arguments)
     if summary.rows_rejected:
         found = df.mapInArrow(_rejects_pass(plan, offsets), reject_schema)
         rejects = found.orderBy("row", REJECT_SEQ).drop(REJECT_SEQ).coalesce(1)
-    else:  # a clean book: an empty rejects file, without a pass
+        _commit(_write(rejects, rejects_path), rejects_path)
+    elif _is_local(rejects_path):  # a clean book: the empty rejects folder, without a Spark job
+        _commit(_write_no_rejects(rejects_path), rejects_path)
+    else:
         rejects = spark.createDataFrame([], reject_schema).drop(REJECT_SEQ).coalesce(1)
-    _commit(_write(rejects, rejects_path), rejects_path)
+        _commit(_write(rejects, rejects_path), rejects_path)
     if max_rejects is not None and summary.rows_rejected > max_rejects:
         summary.stopped = True
         _discard(spark, written)

@@ -171,3 +171,38 @@ def test_a_book_with_categories_gets_the_same_answers_and_rejects_on_spark(
     expected = rejects_of(pd.read_csv(tmp_path / "local.csv"))
     assert len(expected) == sum(reason is not None for *_, reason in DIRTY_CELLS)
     assert rejects_of(read_dataset(spark_rejects)) == expected
+
+
+def test_a_clean_book_is_one_pass_with_the_local_engines_summary_and_empty_rejects(
+    spark: SparkSession, trained_artifacts: Path, tmp_path: Path
+) -> None:
+    """No bad row: the totals come from the scoring pass itself, and the rejects folder is the
+    header alone (as Spark writes it for no rows)."""
+    from loan_default.batch.core import BatchScorer
+    from loan_default.batch.local import score_file
+
+    source = tmp_path / "clean.csv"
+    source.write_text("\n".join(PROJECT_CSV.read_text().splitlines()[:1201]) + "\n")
+    local = score_file(
+        BatchScorer(trained_artifacts, 0.10),
+        source,
+        tmp_path / "local.parquet",
+        tmp_path / "local.rejects.csv",
+        quiet=True,
+    )
+    rejects = tmp_path / "spark.rejects.csv"
+    summary = score_with_spark(
+        spark,
+        str(trained_artifacts),
+        str(source),
+        str(tmp_path / "spark.parquet"),
+        str(rejects),
+        0.1,
+    )
+    assert (summary.rows_read, summary.rows_scored, summary.rows_rejected) == (1200, 1200, 0)
+    assert summary.bands.loans.tolist() == local.bands.loans.tolist()
+    assert np.allclose(summary.bands.expected_loss, local.bands.expected_loss, rtol=1e-9)
+    assert len(read_dataset(tmp_path / "spark.parquet")) == 1200
+    parts = sorted(p.name for p in rejects.iterdir())
+    assert parts == ["_SUCCESS", "part-00000.csv"]
+    assert (rejects / "part-00000.csv").read_text() == "row,column,reason\n"
