@@ -14,12 +14,14 @@ dict in one call, and building model instances per answer would cost more than t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Annotated, Any, Final, Literal, TypedDict
 
+import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import SchemaValidator, core_schema
 
 from loan_service.book import BookSchema, FeatureSpec
 
@@ -60,14 +62,22 @@ class LoanBatchInput(BaseModel):
     loans: list[LoanInput]
 
 
+BatchRows = Callable[[bytes], "np.ndarray | None"]
+
+
 @dataclass(frozen=True)
 class RequestModels:
-    """The request models of one loan book, built from its schema at start-up."""
+    """The request models of one loan book, built from its schema at start-up.
+
+    ``batch_rows`` (None where it cannot vouch for the book) reads a batch body that ``batch``
+    accepts straight into its (n, k) float64 rows; it answers None for any other body, which then
+    goes to ``batch`` for the errors."""
 
     application: type[LoanInput]
     batch: type[LoanBatchInput]
     example: dict[str, Any]
     features: tuple[str, ...]
+    batch_rows: BatchRows | None = None
 
 
 def _feature_field(feature: FeatureSpec) -> Any:
@@ -143,8 +153,67 @@ def build_request_models(book: BookSchema, example: dict[str, Any]) -> RequestMo
         loans=(loans, ...),
     )
     return RequestModels(
-        application=application, batch=batch, example=dict(example), features=book.feature_names
+        application=application,
+        batch=batch,
+        example=dict(example),
+        features=book.feature_names,
+        batch_rows=build_batch_rows(book),
     )
+
+
+_EXACT_INTEGERS_BELOW: Final = 2.0**53
+
+
+def build_batch_rows(book: BookSchema) -> BatchRows | None:
+    """A second reader of ``/predict/batch`` bodies for a book of numbers: pydantic-core's JSON
+    mode into plain dicts of strict floats with the same bounds (no model instances, no Python
+    validator per count), then the rows in one array. A 1,000-loan body costs a third of the
+    ``LoanBatch`` validation and ``model_input`` rows.
+
+    It accepts no body ``LoanBatch`` refuses: the same strictness (no text, booleans, NaN,
+    Infinity, unknown or missing fields; 1 to 1000 loans), the same bounds, and counts that are
+    whole numbers below 2**53 (where a float and the integer compare alike); anything else is
+    None and goes to ``LoanBatch``. A count's ``-0.0`` is row ``0.0``, as ``LoanBatch`` reads it.
+    Books with categories (and bounds that are not exact floats) keep ``LoanBatch`` alone."""
+    fields: dict[str, core_schema.TypedDictField] = {}
+    for feature in book.features:
+        bounds = (feature.min, feature.greater_than, feature.max)
+        if feature.is_category or any(b is not None and float(b) != b for b in bounds):
+            return None
+        ge, gt, le = (None if b is None else float(b) for b in bounds)
+        number = core_schema.float_schema(strict=True, allow_inf_nan=False, ge=ge, gt=gt, le=le)
+        fields[feature.name] = core_schema.typed_dict_field(number, required=True)
+    loan = core_schema.typed_dict_schema(fields, extra_behavior="forbid", strict=True, total=True)
+    loans = core_schema.list_schema(loan, min_length=1, max_length=MAX_BATCH_LOANS, strict=True)
+    body = core_schema.typed_dict_schema(
+        {"loans": core_schema.typed_dict_field(loans, required=True)},
+        extra_behavior="forbid",
+        strict=True,
+        total=True,
+    )
+    validator = SchemaValidator(body)
+    row_of = itemgetter(*book.feature_names) if len(book.features) > 1 else None
+    counts = [index for index, feature in enumerate(book.features) if feature.type == "integer"]
+
+    def batch_rows(raw_body: bytes) -> np.ndarray | None:
+        try:
+            loans = validator.validate_json(raw_body)["loans"]
+        except ValueError:  # ValidationError, or a body that is not even text: LoanBatch decides
+            return None
+        if row_of is None:
+            rows = np.array([[loan[book.feature_names[0]]] for loan in loans], dtype=np.float64)
+        else:
+            rows = np.array([row_of(loan) for loan in loans], dtype=np.float64)
+        if counts:
+            whole = rows[:, counts]
+            if not (
+                np.all(np.floor(whole) == whole) and np.all(np.abs(whole) < _EXACT_INTEGERS_BELOW)
+            ):
+                return None
+            rows[:, counts] = whole + 0.0  # -0.0 -> 0.0, as int(-0.0)
+        return rows
+
+    return batch_rows
 
 
 def example_loan(book: BookSchema, stats_median: Sequence[float]) -> dict[str, Any]:

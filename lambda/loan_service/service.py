@@ -58,11 +58,16 @@ class RequestContext:
 
 @dataclass(frozen=True, slots=True)
 class PredictionRequest:
-    """One request's loans, where it came in, and its context."""
+    """One request's loans (or their rows, already in the model's feature order), where it came
+    in, and its context."""
 
     loans: Sequence[LoanInput]
     endpoint: str
     context: RequestContext
+    rows: np.ndarray | None = None
+
+    def matrix(self) -> np.ndarray:
+        return loans_to_matrix(self.loans) if self.rows is None else self.rows
 
 
 Answers = list[list[PredictionAnswer]]  # per request, its answers in order
@@ -163,9 +168,15 @@ class PredictionService:
         """Score, then record (counters + one enqueue); never waits on anything but the model."""
         return self.predict_together([PredictionRequest(loans, endpoint, context)])[0]
 
+    def predict_rows(
+        self, rows: np.ndarray, endpoint: str, context: RequestContext
+    ) -> list[PredictionAnswer]:
+        """``predict`` for loans already read into (n, k) rows (``RequestModels.batch_rows``)."""
+        return self.predict_together([PredictionRequest((), endpoint, context, rows)])[0]
+
     def predict_together(self, requests: Sequence[PredictionRequest]) -> Answers:
         """Several requests in one model call; each is answered and recorded as if alone."""
-        raws = [loans_to_matrix(request.loans) for request in requests]
+        raws = [request.matrix() for request in requests]
         answers = self.assessor.assess_together(
             raws, [request.context.request_id for request in requests]
         )

@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from loan_service.schemas import MAX_BATCH_LOANS
-from tests.support.default_book import FEATURES, LoanApplication, LoanBatch
+from loan_service.scoring import loans_to_matrix
+from tests.support.default_book import FEATURES, REQUEST_MODELS, LoanApplication, LoanBatch
 from tests.support.loans import TYPICAL_LOAN
 
 
@@ -133,3 +134,68 @@ def test_a_batch_reports_the_index_of_the_bad_loan() -> None:
     with pytest.raises(ValidationError) as caught:
         LoanBatch.model_validate_json(json.dumps({"loans": loans}))
     assert [e["loc"] for e in caught.value.errors()] == [("loans", 1, "fico_score")]
+
+
+def _batch_cases() -> list[str]:
+    """Batch bodies, valid and not, around every rule of ``LoanBatch``."""
+    loan = dict(TYPICAL_LOAN)
+    text = json.dumps(loan)
+    cases = [
+        json.dumps({"loans": [loan]}),
+        json.dumps({"loans": [loan] * MAX_BATCH_LOANS}),
+        json.dumps({"loans": [loan] * (MAX_BATCH_LOANS + 1)}),
+        json.dumps({"loans": []}),
+        json.dumps({"loans": [loan], "extra": 1}),
+        json.dumps({"loan": [loan]}),
+        json.dumps([loan]),
+        "null",
+        "{",
+        "",
+        '{"loans": [' + text[:-1] + ', "fico_score": 700}]}',  # a repeated key: the last wins
+        '{"loans": [' + text[:-1] + ', "fico_score": 9000}]}',
+        '{"loans": [' + text[:-1] + ', "unknown": 1}]}',
+    ]
+    for field in FEATURES:
+        value = loan[field]
+        for other in (
+            True,
+            None,
+            str(value),
+            float(value),
+            float(value) + 0.5,
+            -0.0,
+            -1,
+            10**30,
+            2**53 + 1,
+            1e308,
+            float(value) * 1e6,
+        ):
+            cases.append(json.dumps({"loans": [loan, {**loan, field: other}]}))
+        cases.append(json.dumps({"loans": [{k: v for k, v in loan.items() if k != field}]}))
+        cases.append(json.dumps({"loans": [loan]}).replace(json.dumps(value), "NaN", 1))
+    return cases
+
+
+@pytest.mark.parametrize("body", _batch_cases())
+def test_the_cheaper_batch_reader_vouches_only_for_bodies_loanbatch_accepts(body: str) -> None:
+    reader = REQUEST_MODELS.batch_rows
+    assert reader is not None
+    rows = reader(body.encode())
+    try:
+        batch = LoanBatch.model_validate_json(body)
+    except ValidationError:
+        assert rows is None
+        return
+    if rows is not None:
+        expected = loans_to_matrix(batch.loans)
+        assert rows.tobytes() == expected.tobytes()  # the same doubles, zero signs included
+
+
+def test_the_cheaper_batch_reader_reads_a_valid_batch_of_the_default_book() -> None:
+    reader = REQUEST_MODELS.batch_rows
+    assert reader is not None
+    loans = [TYPICAL_LOAN, {**TYPICAL_LOAN, "fico_score": float(TYPICAL_LOAN["fico_score"])}]
+    rows = reader(json.dumps({"loans": loans}).encode())
+    assert rows is not None
+    expected = loans_to_matrix(LoanBatch.model_validate_json(json.dumps({"loans": loans})).loans)
+    assert rows.tobytes() == expected.tobytes()
