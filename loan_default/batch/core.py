@@ -190,21 +190,28 @@ class BatchScorer:
         return table
 
     def output_schema(self, input_schema: pa.Schema) -> pa.Schema:
-        """The output's schema: text features (CSV) become the numbers the model scored."""
+        """The output's schema: text features (CSV) become the numbers the model scored, and
+        every feature column is non-null (a missing value is a reject, never an output row: no
+        Parquet definition levels to write for it)."""
         fields = []
         for input_field in input_schema:
             rule = next((r for r in self.rules if r.name == input_field.name), None)
             text = pa.types.is_string(input_field.type) or pa.types.is_large_string(
                 input_field.type
             )
-            if rule is not None and rule.categories is None and text:
-                number = pa.int64() if rule.integer else pa.float64()
-                fields.append(pa.field(input_field.name, number))
-            else:
+            if rule is None:
                 fields.append(input_field)
+            elif rule.categories is None and text:
+                number = pa.int64() if rule.integer else pa.float64()
+                fields.append(pa.field(input_field.name, number, nullable=False))
+            else:
+                fields.append(input_field.with_nullable(False))
         return output_schema(pa.schema(fields), self.answer_fields)
 
     def answer_table(self, table: pa.Table, scored: ScoredBlock) -> pa.Table:
+        """``table`` (the valid rows, features typed) with the answer columns appended, in the
+        output schema."""
+        schema = self.output_schema(table.schema)
         n_rows = len(scored)
         expected_loss = scored.expected_loss
         band = arrow_column(scored.band, pa.int8())
@@ -220,9 +227,7 @@ class BatchScorer:
             else arrow_column(expected_loss, pa.float64()),
             *self._reason_columns(scored),
         ]
-        for answer_field, column in zip(self.answer_fields, columns, strict=True):
-            table = table.append_column(answer_field, column)
-        return table
+        return pa.Table.from_arrays([*table.columns, *columns], schema=schema)
 
     def _reason_columns(self, scored: ScoredBlock) -> Sequence[pa.Array]:
         slots = scored.reasons.shape[1]
