@@ -18,10 +18,12 @@ core, and the Spark engine against ``mlflow.pyfunc.spark_udf``, all in one run.
 
 Results go to the "batch" block of ``bench/results.md``; every figure is printed beside its
 budget. ``--quick`` is a smoke run (small sizes, results in a temporary file, not results.md);
-``--only predict-batch`` measures that part alone and prints it (no results block).
+``--only predict-batch`` or ``--only spark`` measures that part alone and prints it (no results
+block).
 
     python -m bench.batch [--rows 10000000] [--spark-rows 200000,1000000] [--quick]
     python -m bench.batch --only predict-batch [--seconds 10]
+    python -m bench.batch --only spark [--spark-rows 200000,1000000]
 """
 
 from __future__ import annotations
@@ -252,6 +254,34 @@ def predict_batch_ratio(folder: Path, seconds: float) -> tuple[float, float]:
     return new, old
 
 
+SparkRow = tuple[int, tuple[float, float], tuple[float, float], float]
+
+
+def spark_comparison(folder: Path, artifacts: Path, sizes: tuple[int, ...]) -> list[SparkRow]:
+    """(loans, ours (wall, CPU), spark_udf's (wall, CPU), speed-up) per size, printed as it goes."""
+    rows: list[SparkRow] = []
+    for size in sizes:
+        source = folder / f"spark-loans-{size}.parquet"
+        generate_loans(size, source, seed=7)
+        lr = str(artifacts)
+        ours = spark_seconds(SPARK_OURS_JOB, lr, str(source), str(folder / f"ours-{size}.parquet"))
+        theirs = spark_seconds(
+            SPARK_UDF_JOB,
+            *(lr, str(source), str(folder / f"udf-{size}.parquet"), str(folder / "pf")),
+        )
+        shutil.rmtree(folder / "pf", ignore_errors=True)
+        ratio = theirs[0] / ours[0]
+        rows.append((size, ours, theirs, ratio))
+        print(
+            f"Spark local[2], {size:,} loans: score_with_spark {ours[0]:.1f} s "
+            f"({ours[1]:.1f} s CPU; every field) against spark_udf {theirs[0]:.1f} s "
+            f"({theirs[1]:.1f} s CPU; PD only): speed-up {ratio:.1f}x, budget >= "
+            f"{SPARK_RATIO_BUDGET:.0f}x: {_verdict(ratio >= SPARK_RATIO_BUDGET)} "
+            f"(load {os.getloadavg()[0]:.2f})"
+        )
+    return rows
+
+
 def _verdict(ok: bool) -> str:
     return "met" if ok else "missed"
 
@@ -268,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (one run, prin
     parser.add_argument("--seconds", type=float, default=10.0, help="per /predict/batch timing")
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, no results")
     parser.add_argument(
-        "--only", choices=["predict-batch"], help="measure one part alone (printed, not written)"
+        "--only",
+        choices=["predict-batch", "spark"],
+        help="measure one part alone (printed, not written)",
     )
     args = parser.parse_args(argv)
     if args.only == "predict-batch":
@@ -282,6 +314,15 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (one run, prin
             f"(load {os.getloadavg()[0]:.2f})"
         )
         return 0 if ratio >= BATCH_RATIO_BUDGET else 1
+    if args.only == "spark":
+        from tests.support.candidates import train_candidate
+
+        with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+            lr = Path(tmp) / "logistic_regression"
+            train_candidate("logistic_regression", REPO_ROOT / "Data" / "Loan_Data.csv", lr)
+            sizes = (20_000,) if args.quick else args.spark_rows
+            measured = spark_comparison(Path(tmp), lr, sizes)
+        return 0 if all(ratio >= SPARK_RATIO_BUDGET for *_, ratio in measured) else 1
     if args.quick:
         args.rows, args.spark_rows, args.seconds = 200_000, (50_000,), 1.0
     from tests.support.candidates import train_candidate
@@ -289,7 +330,6 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (one run, prin
     load_before = os.getloadavg()[0]
     checks: list[bool] = []
     lines: list[str] = []
-    spark_rows: list[tuple[int, tuple[float, float], tuple[float, float], float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         folder = Path(tmp)
         data = REPO_ROOT / "Data" / "Loan_Data.csv"
@@ -330,27 +370,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915  (one run, prin
             f"{BATCH_RATIO_BUDGET:.0f}x: {_verdict(ratio >= BATCH_RATIO_BUDGET)}"
         )
 
-        lr = str(folders["logistic_regression"])
-        for size in args.spark_rows:
-            spark_source = folder / f"spark-loans-{size}.parquet"
-            generate_loans(size, spark_source, seed=7)
-            ours = spark_seconds(
-                SPARK_OURS_JOB, lr, str(spark_source), str(folder / f"ours-{size}.parquet")
-            )
-            theirs = spark_seconds(
-                SPARK_UDF_JOB,
-                *(lr, str(spark_source), str(folder / f"udf-{size}.parquet"), str(folder / "pf")),
-            )
-            shutil.rmtree(folder / "pf", ignore_errors=True)
-            spark_ratio = theirs[0] / ours[0]
-            checks.append(spark_ratio >= SPARK_RATIO_BUDGET)
-            spark_rows.append((size, ours, theirs, spark_ratio))
-            print(
-                f"Spark local[2], {size:,} loans: score_with_spark {ours[0]:.1f} s "
-                f"({ours[1]:.1f} s CPU; every field) against spark_udf {theirs[0]:.1f} s "
-                f"({theirs[1]:.1f} s CPU; PD only): speed-up {spark_ratio:.1f}x, budget >= "
-                f"{SPARK_RATIO_BUDGET:.0f}x: {_verdict(spark_ratio >= SPARK_RATIO_BUDGET)}"
-            )
+        spark_rows = spark_comparison(folder, folders["logistic_regression"], args.spark_rows)
+        checks += [ratio >= SPARK_RATIO_BUDGET for *_, ratio in spark_rows]
     load_after = os.getloadavg()[0]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = "python -m bench.batch" + (" --quick" if args.quick else "")
