@@ -4,7 +4,9 @@
 order and returns a ``ScoredBlock`` of numpy arrays: probability, decision, risk band,
 expected loss and reason codes. The HTTP API (``LoanAssessor``, which words the answers for people)
 and the batch scorer (``loan_default/score.py``, locally and on Spark) both call it, so a loan gets
-the same answer whichever way it is scored.
+the same answer whichever way it is scored. For the few rows of an API request (``SMALL_BLOCK``),
+``LoanScorer.score_columns`` computes the same fields from Python floats around the same model
+calls, where numpy's per-call cost would exceed the work.
 
 Cut points (documented in ``docs/`` and in ``GET /model``):
 
