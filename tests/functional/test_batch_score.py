@@ -364,3 +364,32 @@ def test_numbers_are_read_from_the_arrow_buffers_with_their_nulls_at_any_offset(
         assert not not_numeric.any()
     assert rules.null_mask(pa.nulls(3)).tolist() == [True] * 3
     assert rules.null_mask(pa.array([1.5, 2.5])).tolist() == [False, False]
+
+
+def test_the_parquet_output_is_encoded_as_documented(
+    trained_artifacts: Path, tmp_path: Path
+) -> None:
+    """Coded text answers, non-null features and answers, uncompressed floats, statistics for the
+    input's columns only (docs/batch-scoring.md)."""
+    book = pd.read_csv(PROJECT_CSV).head(500)
+    book.to_parquet(tmp_path / "book.parquet", index=False)
+    output = tmp_path / "scored.parquet"
+    assert score(trained_artifacts, str(tmp_path / "book.parquet"), "--out", str(output)) == 0
+    parquet = pq.ParquetFile(output)
+    schema = parquet.schema_arrow
+    assert schema.field("risk_band").type == pa.dictionary(pa.int8(), pa.string())
+    for slot in range(1, 5):
+        assert schema.field(f"reason_{slot}_code").type == pa.dictionary(pa.int16(), pa.string())
+    for name in [*FEATURES, "probability", "prediction", "risk_band", "grade", "expected_loss"]:
+        assert not schema.field(name).nullable, name
+    assert schema.field("customer_id").nullable
+    group = parquet.metadata.row_group(0)
+    for i in range(group.num_columns):
+        column = group.column(i)
+        name = column.path_in_schema
+        assert column.is_stats_set == (name in book.columns), name
+        floating = pa.types.is_floating(schema.field(name).type)
+        assert column.compression == ("UNCOMPRESSED" if floating else "SNAPPY"), name
+    scored = read(output)
+    assert scored["risk_band"].astype(str).tolist() == scored["risk_band"].tolist()
+    assert set(scored["risk_band"].astype(str)) <= {"low", "medium", "high"}
