@@ -4,7 +4,7 @@ The scoring itself is the service's own core (``loan_service.scoring.LoanScorer`
 the same answer from a file as from the API; the checks on each value come from the model's schema
 in its manifest, as the API's request models do (``loan_default.batch.rules``). Engines: ``local``
 streams record batches through one process (``loan_default.batch.local``); ``spark`` runs the
-same per-batch function in ``mapInPandas`` (``loan_default.batch.spark``), locally or on EMR
+same per-batch function in ``mapInArrow`` (``loan_default.batch.spark``), locally or on EMR
 Serverless.
 """
 

@@ -3,7 +3,7 @@
 ``BatchScorer`` loads the artifact folder once (sha256 checks included, as the service does) and
 then turns each record batch into the input's columns plus the answer columns, through the
 service's scoring core. The local engine calls it per streamed batch; the Spark engine calls it
-per pandas batch inside ``mapInPandas``, one ``BatchScorer`` (one ONNX Runtime session) per
+per Arrow record batch inside ``mapInArrow``, one ``BatchScorer`` (one ONNX Runtime session) per
 Python worker.
 """
 
@@ -37,7 +37,7 @@ def answer_fields(
     ``coded``: the text columns (risk band, reason codes) are dictionary arrays, the core's own
     indices into the bands and the book's codes (the local engine's files: no string is built per
     row, and Parquet stores them as dictionary pages; they read back as the same text, as
-    categoricals in pandas). Plain strings otherwise (Spark's pandas batches). A column that is
+    categoricals in pandas). Plain strings otherwise (Spark's batches). A column that is
     never empty is declared so (no Parquet definition levels to write)."""
     band = BAND_CODES if coded else pa.string()
     code = REASON_CODES if coded else pa.string()
