@@ -237,14 +237,14 @@ run: $(RUN_INSTALLED) $(ARTIFACTS)/manifest.json ## fresh clone: .venv (runtime 
 BENCH_ARGS ?=
 .PHONY: bench bench-deps audit
 
-bench-deps: ## install wrk (Debian package) for the HTTP benchmarks when it is missing
-	@if command -v wrk >/dev/null; then exit 0; fi; \
+bench-deps: ## install wrk and GNU time (Debian packages) for the benchmarks when they are missing
+	@if command -v wrk >/dev/null && [ -x /usr/bin/time ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing wrk for the HTTP benchmarks (apt-get)"; \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; } \
-	    || echo "WARNING: apt-get could not install wrk; make bench and its wrk test will fail"; \
+	  echo "installing wrk and time for the benchmarks (apt-get)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk time; } \
+	    || echo "WARNING: apt-get could not install wrk and time; make bench and its wrk test will fail"; \
 	else \
-	  echo "WARNING: wrk is missing and apt-get needs root: apt-get install -y wrk"; \
+	  echo "WARNING: wrk or GNU time is missing and apt-get needs root: apt-get install -y wrk time"; \
 	fi
 
 bench: install bench-deps $(ARTIFACTS)/manifest.json ## service vs original design -> bench/results.md; serving, image, monitor, shadow, batch figures

@@ -5,7 +5,7 @@ core, and the Spark engine against ``mlflow.pyfunc.spark_udf``, all in one run.
   pinned to one core (``taskset -c 0``, one BLAS/ONNX thread) on generated loans (the project
   book resampled with jitter, kept in range), for a logistic regression and a random forest
   folder (``bench.candidates``). Rows/s from wall time and from CPU time (on a shared machine the
-  CPU figure is the one that means "one core"); peak RSS of that process (``wait4``).
+  CPU figure is the one that means "one core"); peak RSS of that process (GNU time's ``%M``).
   Budgets: LR >= 1,000,000 loans/s, RF >= 100,000 loans/s, peak RSS < 500 MB.
 * ``POST /predict/batch`` of 1,000 loans, in process (Starlette's test client, the same for both):
   this checkout against the design before the vectorized core, commit ``OLD_DESIGN`` checked out
@@ -97,16 +97,32 @@ def _env() -> dict[str, str]:
     return {**os.environ, **ONE_THREAD, "PYTHONPATH": str(REPO_ROOT)}
 
 
+GNU_TIME: Final = Path("/usr/bin/time")
+
+
 def run_measured(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float]:
-    """(wall s, CPU s, peak RSS MiB) of one child process (its own rusage, from ``wait4``)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}")
-    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0
+    """(wall s, CPU s, peak RSS MiB) of one child process.
+
+    CPU from ``wait4``. Peak RSS from GNU time's ``%M`` (the high-water mark of the process time
+    starts): ``ru_maxrss`` from ``wait4`` is no good here, since Linux carries the maximum over
+    ``execve`` and a child spawned from this process starts with this process's own RSS as its
+    maximum (the 10M loans it generated)."""
+    with tempfile.TemporaryDirectory(prefix="bench-rss-") as scratch:
+        rss_file = Path(scratch) / "maxrss"
+        measured = command
+        if GNU_TIME.is_file():
+            measured = [str(GNU_TIME), "-f", "%M", "-o", str(rss_file), *command]
+        started = time.perf_counter()
+        process = subprocess.Popen(measured, cwd=cwd, env=env, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} exited {process.returncode}")
+        if not rss_file.is_file():
+            raise RuntimeError(f"{GNU_TIME} is needed for the peak RSS: apt-get install time")
+        peak_kib = int(rss_file.read_text().split()[-1])
+    return seconds, usage.ru_utime + usage.ru_stime, peak_kib / 1024.0
 
 
 def local_engine(artifacts: Path, source: Path, out: Path) -> tuple[float, float, float]:
