@@ -15,12 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -30,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.batch import run_measured
 from bench.results_file import write_block
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
@@ -107,13 +105,7 @@ def run_monitor(
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
     }
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True)
-    seconds = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return seconds, cpu, after.ru_maxrss / 1024.0
+    return run_measured(command, REPO_ROOT, env)
 
 
 def main() -> int:
@@ -152,8 +144,8 @@ def main() -> int:
         f"back-test row joins {args.rows:,} outcomes on the loan id. Budget: < "
         f"{BUDGET_SECONDS:.0f} s for 10 million loans on one core.",
         "",
-        "Peak memory is the largest child's maximum RSS so far (ru_maxrss of the children), so "
-        "each row is at least the row before; compare the first two rows for growth.",
+        "Peak memory is each run's own high-water mark (GNU time's `%M`); compare the first two "
+        "rows for growth with the window's size.",
         "",
         "| window | CPU time (one core) | wall time | peak memory (RSS) | budget (CPU < 30 s) |",
         "|---|---:|---:|---:|---|",
