@@ -7,7 +7,7 @@ taken the same way for both trees, by code in this file, not by each tree's own 
 
 * handler: ``main.handler(event, context)`` in process, an API Gateway HTTP API ``POST /predict``
   of ``TYPICAL_LOAN`` (an approved applicant, the loan the budgets' baseline was measured
-  with; ``MIDDLING_LOAN``, a declined one, is measured too, unbudgeted), 1,000 warm-up then
+  with; ``RISKY_LOAN``, a declined one, is measured too, unbudgeted), 1,000 warm-up then
   10,000 timed calls, EMF output to /dev/null inside the clock; p50 and p99.
 * cold start: a fresh ``python`` spawned until it has imported ``main`` and answered that event
   once (read from its stdout, so the exit is not timed), with ``MLFLOW_TRACKING_URI`` unset and
@@ -42,7 +42,7 @@ from bench.old_design import OLD_DESIGN, old_design, remove_old_design
 from bench.results_file import write_block
 from bench.wrk import run_wrk, write_lua_script
 from tests.support.events import http_api_event
-from tests.support.loans import MIDDLING_LOAN, TYPICAL_LOAN
+from tests.support.loans import RISKY_LOAN, TYPICAL_LOAN
 from tests.support.servers import free_port, start_server, uvicorn_command
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
@@ -195,8 +195,8 @@ LOANS_NOTE: Final = (
     "The budgeted rows send `TYPICAL_LOAN`, an approved applicant: the loan the budgets' "
     "baseline figures were measured with (the last round's `bench/servers.py` `SAMPLE_LOAN`), "
     "and what most requests are (18.5 % of the book defaults). The declined rows send "
-    "`MIDDLING_LOAN`: this design scores a declined applicant's reasons in a second model "
-    "call, the old design scored every applicant's in its one call."
+    "`RISKY_LOAN` (declined, four reasons): this design scores a declined applicant's reasons "
+    "in a second model call, the old design scored every applicant's in its one call."
 )
 
 
@@ -241,10 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             http = measure_both(trees, lambda t, a: http_figures(t, a, seconds), rounds)
             declined_handler = measure_both(
-                trees, lambda t, a: handler_latency(t, a, samples, MIDDLING_LOAN), rounds
+                trees, lambda t, a: handler_latency(t, a, samples, RISKY_LOAN), rounds
             )
             declined_http = measure_both(
-                trees, lambda t, a: http_figures(t, a, seconds, MIDDLING_LOAN), rounds
+                trees, lambda t, a: http_figures(t, a, seconds, RISKY_LOAN), rounds
             )
         finally:
             remove_old_design(tree)

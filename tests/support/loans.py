@@ -37,8 +37,8 @@ SAFE_LOAN: Final[dict[str, Any]] = {
     "years_employed": 8,
     "fico_score": 780,
 }
-# A PD strictly between 0.001 and 0.999 with the trained model: its reasons are well separated,
-# and it is declined, so an answer carries reasons (the serving benchmark's loan).
+# A PD strictly between 0.001 and 0.999 with the trained model (about 0.01: approved), so its
+# counterfactual impacts are well separated, not saturated (the serving benchmark's loan).
 MIDDLING_LOAN: Final[dict[str, Any]] = {
     "credit_lines_outstanding": 1,
     "loan_amt_outstanding": 4000.0,
