@@ -265,9 +265,12 @@ class LoanScorer:
 
     def score_columns(self, raw: np.ndarray) -> ScoredColumns:
         """``score(raw, "declined")`` as Python columns, for at most ``SMALL_BLOCK`` rows: the same
-        model calls (the PDs, then the declined rows' counterfactuals), the rest in floats."""
+        model calls as the block path (the PDs, then the declined rows' counterfactuals, log-odds
+        only), the rest in floats."""
         threshold = self.threshold
-        probability = [min(p, 1.0) for _, p in self.model.pairs(raw).tolist()]
+        normalized = self.model.normalized(raw)
+        pairs, log_odds = self.model.block_scores(normalized)
+        probability = [min(p, 1.0) for _, p in pairs.tolist()]
         prediction = [int(p >= threshold) for p in probability]
         band = [2 if p >= threshold else int(p >= MEDIUM_RISK_FROM) for p in probability]
         rows = raw.tolist()
@@ -285,7 +288,10 @@ class LoanScorer:
         reasons: dict[int, tuple[list[int], list[float]]] = {}
         declined = [row for row, decision in enumerate(prediction) if decision]
         if declined:
-            chosen, impacts = top_reasons(explain(self.model.blocks(raw[declined]))[2])
+            impact = self.model.impacts(
+                normalized[declined], None if log_odds is None else log_odds[declined]
+            )
+            chosen, impacts = top_reasons(impact)
             for row, columns, values in zip(
                 declined, chosen.tolist(), impacts.tolist(), strict=True
             ):

@@ -189,13 +189,14 @@ def test_an_approval_is_one_model_call_and_a_decline_adds_its_counterfactuals(
 
     spy("pair_probabilities")
     spy("class_probabilities")
+    spy("log_odds")
     assert predict(client, MIDDLING_LOAN)["prediction"] == 0
     assert [(name, rows.shape) for name, rows in calls] == [("pair_probabilities", (1, 6))]
     calls.clear()
     assert predict(client, RISKY_LOAN)["prediction"] == 1
     assert [(name, rows.shape) for name, rows in calls] == [
         ("pair_probabilities", (1, 6)),
-        ("class_probabilities", (7, 6)),
+        ("log_odds", (7, 6)),  # the counterfactuals need the log-odds output only
     ]
     applicant, rows = calls[0][1][0], calls[1][1]
     assert np.array_equal(rows[0], applicant)

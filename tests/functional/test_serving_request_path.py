@@ -235,8 +235,8 @@ def test_a_client_that_leaves_mid_body_is_not_scored(
     apps: tuple[FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, service = apps
-    counting = CountingCalls(service.assessor.model.pairs)
-    monkeypatch.setattr(service.assessor.model, "pairs", counting)
+    counting = CountingCalls(service.assessor.model.block_scores)
+    monkeypatch.setattr(service.assessor.model, "block_scores", counting)
     sent: list[Message] = []
     messages: list[Message] = [
         {"type": "http.request", "body": b'{"income": ', "more_body": True},
@@ -259,8 +259,8 @@ def test_a_client_that_leaves_mid_body_is_not_scored(
 
 
 class CountingCalls:
-    """Wraps ``DefaultRiskModel.pairs`` (the PD call every request makes): counts calls and the
-    rows each call scored."""
+    """Wraps ``DefaultRiskModel.block_scores`` (the PD call every request makes): counts calls and
+    the rows each call scored."""
 
     def __init__(self, blocks: Any) -> None:
         self.blocks = blocks
@@ -288,8 +288,8 @@ def test_requests_arriving_together_share_one_model_call_and_get_their_own_answe
     loans = loan_variants(6)
     bodies = [json.dumps(loan).encode() for loan in loans]
     expected = [call(app, scope_with_id(body, index), [body]) for index, body in enumerate(bodies)]
-    counting = CountingCalls(service.assessor.model.pairs)
-    monkeypatch.setattr(service.assessor.model, "pairs", counting)
+    counting = CountingCalls(service.assessor.model.block_scores)
+    monkeypatch.setattr(service.assessor.model, "block_scores", counting)
 
     async def all_at_once() -> list[tuple[int, list[tuple[bytes, bytes]], bytes]]:
         return await asyncio.gather(
@@ -311,8 +311,8 @@ def test_each_request_of_a_shared_call_is_counted_and_logged_as_itself(
     app, service = apps
     recorded: list[PredictionRecord] = []
     monkeypatch.setattr(service.prediction_log, "record", recorded.append)
-    counting = CountingCalls(service.assessor.model.pairs)
-    monkeypatch.setattr(service.assessor.model, "pairs", counting)
+    counting = CountingCalls(service.assessor.model.block_scores)
+    monkeypatch.setattr(service.assessor.model, "block_scores", counting)
     before = service.observability.counters.total_predictions
     bodies = [json.dumps(loan).encode() for loan in loan_variants(3)]
 
@@ -339,10 +339,10 @@ def test_a_failed_shared_call_fails_every_request_in_it_with_the_cause_chained(
     _, service = apps
     cause = FloatingPointError("the model returned a probability outside [0, 1]")
 
-    def explode(_raw: Any) -> Any:
+    def explode(_normalized: Any) -> Any:
         raise cause
 
-    monkeypatch.setattr(service.assessor.model, "pairs", explode)
+    monkeypatch.setattr(service.assessor.model, "block_scores", explode)
     requests = [
         PredictionRequest((LoanApplication.model_validate(loan),), "/predict", context(index))
         for index, loan in enumerate(loan_variants(3))
