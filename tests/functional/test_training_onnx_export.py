@@ -95,6 +95,36 @@ def test_onnx_matches_scikit_learn_on_every_reference_loan(
     assert np.allclose(log_odds, expected_log_odds, rtol=PARITY_TOLERANCE, atol=PARITY_TOLERANCE)
 
 
+def test_the_calibrators_constants_are_matrices_and_change_no_output_bit(
+    single_candidate_folder: tuple[Candidate, Path], reference_book: LoanBook
+) -> None:
+    """ONNX Runtime broadcasts a rank-0 constant one element at a time: the export stores the
+    constants elementwise ops read as [1, 1], which must leave every output bit unchanged."""
+    import onnx
+
+    _, folder = single_candidate_folder
+    exported = onnx.load(folder / "model.onnx")
+    elementwise = {"Add", "Sub", "Mul", "Div"}
+    read_elementwise = {
+        name for node in exported.graph.node if node.op_type in elementwise for name in node.input
+    }
+    constants = [t for t in exported.graph.initializer if t.name in read_elementwise]
+    assert any(list(t.dims) == [1, 1] for t in constants)  # the Platt a, b and its 1.0
+    assert all(t.dims for t in constants)
+
+    scalar = onnx.ModelProto()
+    scalar.CopyFrom(exported)
+    for tensor in scalar.graph.initializer:
+        if list(tensor.dims) == [1, 1] and tensor.name in read_elementwise:
+            del tensor.dims[:]
+    stats = json.loads((folder / "stats.json").read_text())
+    batch = normalize(reference_book.features, stats).astype(np.float32) * np.float32(3.0)
+    probability, log_odds = onnx_outputs(exported.SerializeToString(), batch)
+    expected_probability, expected_log_odds = onnx_outputs(scalar.SerializeToString(), batch)
+    assert np.array_equal(probability, expected_probability)
+    assert np.array_equal(log_odds, expected_log_odds)
+
+
 def loans_on_thresholds(forest: Any, loans: np.ndarray) -> np.ndarray:
     """For each loan, copies with one feature moved exactly onto a threshold of its own path."""
     adversarial = []
