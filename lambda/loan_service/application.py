@@ -199,7 +199,8 @@ def create_app(
         strict_content_type=False,
     )
     app.state.service = service
-    app.router.routes.extend(PREDICTION_ROUTES)
+    # The hot routes are matched first (FastAPI put its /openapi.json route in the list already).
+    app.router.routes[:0] = PREDICTION_ROUTES
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app)

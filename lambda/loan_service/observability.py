@@ -13,8 +13,8 @@
   reference bin of the score and of each feature (``loan_service.reference_bins``), what the
   scheduled monitoring function sums.
   Requests record into ``PredictionMetrics`` (integer adds and a bounded reservoir); the Lambda
-  handler prints one document per invocation through Powertools' serializer, and on ECS a task
-  prints one every 60 s.
+  handler prints one document per invocation (its fixed part serialized once per shape by
+  Powertools' serializer, ``Observability.emf_line``), and on ECS a task prints one every 60 s.
   Local runs publish none (``GET /health`` shows the counters). Measured: Powertools'
   ``log_metrics`` + ``add_metric`` path cost ~100 us per invocation on this machine, building the
   metric set here and serializing it with ``Metrics.serialize_metric_set`` about a tenth of that.
@@ -27,6 +27,7 @@ import json
 import logging
 import random
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
@@ -48,6 +49,7 @@ _COUNT: Final = "Count"
 _MILLISECONDS: Final = "Milliseconds"
 _NONE: Final = "None"
 MODEL_VERSION_DIMENSION: Final = "model_version"
+_TIMESTAMP_MARK: Final = 1_234_567_890_123  # a placeholder cut out of the serialized frame
 # Published per model version too: what the release alarms compare with the training figures.
 PER_MODEL_METRICS: Final = ("Predictions", "DefaultsPredicted", "ProbabilitySum")
 _READABLE_SKIP: Final = frozenset(
@@ -184,6 +186,8 @@ class Observability:
         # rather than from the environment on every invocation.
         self.metrics_enabled = not is_metrics_disabled()
         self._cold_start = True
+        # Per metric set shape: the EMF line's fixed text around the timestamp (``emf_line``).
+        self._emf_frames: dict[tuple[str, ...], tuple[str, str]] = {}
 
     def record_bins(self, raw: Any, answers: Any) -> None:
         """Count which reference bin each answered loan fell in (published with the metrics)."""
@@ -209,8 +213,15 @@ class Observability:
             self._print_emf(metric_set)
 
     def _print_emf(self, metric_set: dict[str, dict[str, Any]]) -> None:
-        # Explicit dimensions: Powertools keeps metric and dimension sets at class level, shared by
-        # every Metrics object in the process.
+        # EMF goes to stdout, as Powertools' does: the document ``emf_document`` builds, written
+        # as the compact JSON pydantic-core gives it (a fifth of ``json.dumps``'s time).
+        sys.stdout.write(self.emf_line(metric_set, time.time_ns() // 1_000_000))
+
+    def emf_document(self, metric_set: dict[str, dict[str, Any]], timestamp_ms: int) -> Any:
+        """The document Powertools' ``serialize_metric_set`` writes for ``metric_set`` (explicit
+        dimensions: Powertools keeps metric and dimension sets at class level, shared by every
+        Metrics object in the process), plus the per-model directive and the reference bins.
+        The reference for ``emf_line``, which the tests hold it equal to."""
         per_model = bool(self.model_version) and "Predictions" in metric_set
         # The root value of the per-model directive's extra dimension.
         metadata: dict[str, Any] = (
@@ -219,9 +230,10 @@ class Observability:
         bins = self.reference_bins.take() if self.reference_bins is not None else None
         if bins is not None:  # properties, not metrics: what the monitoring function sums
             metadata.update(bins)
-        document = self.metrics.serialize_metric_set(
+        document: Any = self.metrics.serialize_metric_set(
             metrics=metric_set, dimensions=self._dimensions, metadata=metadata
         )
+        document["_aws"]["Timestamp"] = timestamp_ms
         if per_model:
             directives = document["_aws"]["CloudWatchMetrics"]
             directives.append(
@@ -235,10 +247,47 @@ class Observability:
                     ],
                 }
             )
-        # EMF goes to stdout, as Powertools' does. pydantic-core writes the same compact JSON in a
-        # fifth of ``json.dumps``'s time: with the reference-bin counts, the document is the
-        # largest thing a Lambda invocation serializes.
-        sys.stdout.write(to_json(document).decode() + "\n")
+        return document
+
+    def emf_line(self, metric_set: dict[str, dict[str, Any]], timestamp_ms: int) -> str:
+        """``emf_document`` as one JSON line, the same bytes, at a fraction of its cost.
+
+        Per metric set shape (which metrics, whether the per-model directive applies) the
+        document's fixed part - the directives, the dimensions, the model version - is the same
+        on every invocation: it is serialized once, by ``emf_document`` itself, and kept as text
+        around the timestamp; each invocation serializes only the bins and the values. (Building
+        and serializing the whole document was a ninth of a Lambda invocation.)"""
+        shape = tuple(metric_set)
+        frame = self._emf_frames.get(shape)
+        if frame is None:
+            frame = self._emf_frame(metric_set)
+            self._emf_frames[shape] = frame
+        head, tail = frame
+        variable: dict[str, Any] = {}
+        if self.reference_bins is not None:
+            bins = self.reference_bins.take()
+            if bins is not None:
+                variable.update(bins)
+        for name, metric in metric_set.items():
+            variable[name] = metric["Value"]
+        return f"{head}{timestamp_ms}{tail}{to_json(variable).decode()[1:]}\n"
+
+    def _emf_frame(self, metric_set: dict[str, dict[str, Any]]) -> tuple[str, str]:
+        """The fixed text before and after the timestamp of ``metric_set``'s shape, cut from a
+        document ``emf_document`` built without bins (the values are cut off too)."""
+        bins, self.reference_bins = self.reference_bins, None
+        try:
+            document = self.emf_document(metric_set, _TIMESTAMP_MARK)
+        finally:
+            self.reference_bins = bins
+        for name in metric_set:
+            del document[name]
+        text = to_json(document).decode()
+        mark = f'"Timestamp":{_TIMESTAMP_MARK}'
+        head, tail = text.split(mark)
+        if not tail.endswith("}"):
+            raise RuntimeError("the EMF document no longer ends with its own fields")
+        return f'{head}"Timestamp":', f"{tail[:-1]},"
 
     @property
     def publishes_server_metrics(self) -> bool:

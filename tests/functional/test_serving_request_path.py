@@ -305,6 +305,27 @@ def test_requests_arriving_together_share_one_model_call_and_get_their_own_answe
     assert answers == expected
 
 
+def test_a_lambda_invocation_is_scored_at_once_with_the_same_answer(
+    apps: tuple[FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GIVEN the scope of a Lambda invocation (Mangum's ``aws.event`` in it), which is the only
+    request its event loop ever runs, WHEN it is answered THEN it never waits in the coalescer,
+    and its answer is byte for byte the one a server's request gets."""
+    app, service = apps
+    body = json.dumps(TYPICAL_LOAN).encode()
+    expected = call(app, scope_with_id(body, 0), [body])
+    counting = CountingCalls(service.assessor.model.block_scores)
+    monkeypatch.setattr(service.assessor.model, "block_scores", counting)
+    queued: list[PredictionRequest] = []
+    monkeypatch.setattr(service.coalescer, "predict", queued.append)
+    scope = {**scope_with_id(body, 0), "aws.event": {}}
+
+    answer = call(app, scope, [body])
+
+    assert (queued, counting.rows_per_call) == ([], [1])
+    assert answer == expected
+
+
 def test_each_request_of_a_shared_call_is_counted_and_logged_as_itself(
     apps: tuple[FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from pydantic_core import to_json
 
 from loan_service.observability import (
     LATENCY_RESERVOIR_SIZE,
@@ -16,7 +18,9 @@ from loan_service.observability import (
     readable_log_line,
 )
 from loan_service.prediction_log import DisabledPredictionLog
+from loan_service.reference_bins import ReferenceBinCounter
 from tests.support.lambda_context import FakeLambdaContext
+from tests.support.monitoring_fixtures import synthetic_book, synthetic_reference
 from tests.support.serving_fixtures import make_settings
 
 
@@ -153,3 +157,37 @@ def test_with_a_model_version_the_same_document_also_publishes_per_model_behavio
     mean_pd = document["ProbabilitySum"][0] / document["Predictions"][0]
     assert approval_rate == pytest.approx(0.75)
     assert mean_pd == pytest.approx(1.05 / 4)
+
+
+@pytest.mark.parametrize("dropped", [0, 2])
+@pytest.mark.parametrize("model_version", [None, "20261201.1-ab"])
+@pytest.mark.parametrize("with_bins", [False, True])
+def test_the_emf_line_is_the_serialized_powertools_document(
+    tmp_path: Path, dropped: int, model_version: str | None, with_bins: bool
+) -> None:
+    """``emf_line`` reuses each shape's fixed text; it must stay the document, byte for byte."""
+    book, reference = synthetic_book(), synthetic_reference()
+    raw = np.array([[52_000.0, 1.0, 640.0], [18_000.0, 0.0, 701.0]])
+    answers = [{"probability": 0.03125}, {"probability": 0.5}]
+    by_line, by_document = (
+        Observability(
+            make_settings(tmp_path, service_name="loan-default-emf-line"),
+            DisabledPredictionLog(),
+            stream=io.StringIO(),
+            model_version=model_version,
+            reference_bins=ReferenceBinCounter(reference, book) if with_bins else None,
+        )
+        for _ in range(2)
+    )
+    for timestamp_ms in (1_796_200_135_877, 1_796_200_135_878):  # the second reuses the frame
+        for observability in (by_line, by_document):
+            observability.record_bins(raw, answers)
+            observability.counters.record(2, 1, 0.25, probability_sum=0.53125)
+        line = by_line.emf_line(by_line.counters.metric_set(dropped), timestamp_ms)
+        document = by_document.emf_document(by_document.counters.metric_set(dropped), timestamp_ms)
+        assert line == to_json(document).decode() + "\n"
+        parsed = json.loads(line)
+        assert parsed["_aws"]["Timestamp"] == timestamp_ms
+        assert ("score_bins" in parsed) is with_bins
+        assert ("model_version" in parsed) is (model_version is not None)
+        assert ("MlflowDropped" in parsed) is (dropped > 0)

@@ -119,7 +119,10 @@ async def predict(request: Request) -> Response:
     expected loss."""
     service = service_of(request)
     loan = _validated(service.request_models.application, await request.body())
-    return _json(await service.predict_one(loan, PREDICT_PATH, request_context_of(request)))
+    context = request_context_of(request)
+    # On Lambda (Mangum puts the event in the scope) each invocation is one request: no company.
+    alone = "aws.event" in request.scope
+    return _json(await service.predict_one(loan, PREDICT_PATH, context, alone=alone))
 
 
 @router.post(
