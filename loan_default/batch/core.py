@@ -78,7 +78,7 @@ def arrow_column(
     validity, null_count = None, 0
     if missing is not None and missing.any():
         validity = pa.py_buffer(np.packbits(~missing, bitorder="little"))
-        null_count = int(missing.sum())
+        null_count = int(np.count_nonzero(missing))
     return pa.Array.from_buffers(
         data_type, len(data), [validity, pa.py_buffer(data)], null_count=null_count
     )
@@ -161,7 +161,7 @@ class BatchScorer:
         checked = checks.check_columns(batch, self.rules, row_numbers)
         table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
         raw = checked.raw
-        rejected_rows = int(checked.bad.sum())
+        rejected_rows = int(np.count_nonzero(checked.bad))
         if rejected_rows:
             keep = ~checked.bad
             table = table.filter(pa.array(keep))

@@ -366,12 +366,55 @@ def test_numbers_are_read_from_the_arrow_buffers_with_their_nulls_at_any_offset(
     assert rules.null_mask(pa.array([1.5, 2.5])).tolist() == [False, False]
 
 
+def test_a_column_cleared_by_its_lowest_and_highest_values_has_no_value_the_full_check_refuses(
+    scorer: BatchScorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Columns of values on, inside and just outside every bound (whole, fractional, NaN, inf),
+    as floats and as integers: the shortcut clears a column exactly when checking it value by
+    value finds nothing, and the batch's inputs and rejects are the same either way."""
+    rng = np.random.default_rng(11)
+    checked = 0
+    for rule in scorer.rules:
+        bounds = [b for b in (rule.minimum, rule.maximum, rule.exclusive_minimum) if b is not None]
+        edges = [*bounds, *(b + d for b in bounds for d in (-1.0, -0.5, 0.5, 1.0))]
+        inside = [float(TYPICAL_LOAN[rule.name]), *edges]
+        for _ in range(60):
+            values = rng.choice(inside, size=5)
+            if rng.random() < 0.3:
+                values[rng.integers(0, 5)] = rng.choice([np.nan, np.inf, -np.inf])
+            whole = bool(np.all(np.isfinite(values)) and np.all(values == np.floor(values)))
+            columns = [pa.array(values)]
+            if whole and rng.random() < 0.5:
+                columns.append(pa.array(values.astype(np.int64)))
+            for column in columns:
+                batch = pa.table(
+                    {
+                        r.name: column if r is rule else [TYPICAL_LOAN[r.name]] * 5
+                        for r in scorer.rules
+                    }
+                )
+                rows = np.arange(1, 6)
+                quick = rules.check_columns(batch, scorer.rules, rows)
+                with monkeypatch.context() as patch:
+                    patch.setattr(rules, "_clean", lambda *_: False)
+                    full = rules.check_columns(batch, scorer.rules, rows)
+                assert np.array_equal(quick.raw, full.raw, equal_nan=True)
+                assert quick.bad.tolist() == full.bad.tolist()
+                assert quick.rejects.equals(full.rejects)
+                raw_values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+                assert rules._clean(rule, raw_values, column.type) == (not full.bad.any())
+                checked += 1
+    assert checked > 300
+
+
 def test_the_parquet_output_is_encoded_as_documented(
     trained_artifacts: Path, tmp_path: Path
 ) -> None:
-    """Coded text answers, non-null features and answers, uncompressed floats, statistics for the
-    input's columns only (docs/batch-scoring.md)."""
+    """Coded text answers, non-null features and answers, delta-encoded integers, uncompressed
+    numbers and coded answers, snappy text, statistics for the input's columns only
+    (docs/batch-scoring.md)."""
     book = pd.read_csv(PROJECT_CSV).head(500)
+    book.insert(1, "branch", [f"branch {i % 7}" for i in range(len(book))])  # text passes through
     book.to_parquet(tmp_path / "book.parquet", index=False)
     output = tmp_path / "scored.parquet"
     assert score(trained_artifacts, str(tmp_path / "book.parquet"), "--out", str(output)) == 0
@@ -388,8 +431,18 @@ def test_the_parquet_output_is_encoded_as_documented(
         column = group.column(i)
         name = column.path_in_schema
         assert column.is_stats_set == (name in book.columns), name
-        floating = pa.types.is_floating(schema.field(name).type)
-        assert column.compression == ("UNCOMPRESSED" if floating else "SNAPPY"), name
+        data_type = schema.field(name).type
+        text = pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
+        assert column.compression == ("SNAPPY" if text else "UNCOMPRESSED"), name
+        delta = "DELTA_BINARY_PACKED" in column.encodings
+        assert delta == pa.types.is_integer(data_type), name
+    assert {"customer_id", "prediction", "grade", "fico_score"} <= {
+        group.column(i).path_in_schema
+        for i in range(group.num_columns)
+        if "DELTA_BINARY_PACKED" in group.column(i).encodings
+    }
     scored = read(output)
     assert scored["risk_band"].astype(str).tolist() == scored["risk_band"].tolist()
     assert set(scored["risk_band"].astype(str)) <= {"low", "medium", "high"}
+    assert scored["branch"].tolist() == book["branch"].tolist()
+    assert scored["customer_id"].tolist() == book["customer_id"].tolist()
