@@ -17,6 +17,7 @@ reads are a lookup on the code (``ReasonCatalogue``), done only where a person r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -47,6 +48,22 @@ def top_reasons(
     reasons[:, :slots] = np.where(keep, order, NO_REASON)
     values[:, :slots] = np.where(keep, chosen, np.nan)
     return reasons, values
+
+
+def row_reasons(
+    impact: Sequence[float], max_reasons: int = MAX_REASONS
+) -> tuple[list[int], list[float]]:
+    """``top_reasons`` of ONE row of finite impacts, in Python floats: (feature indices, impacts)
+    of its reasons, largest first, without padding.
+
+    For the one applicant of an API request numpy's per-call cost is the whole of the work: the
+    array version took ~100k instructions a row (callgrind), this a tenth. The same rule:
+    Python's sort is stable with ``reverse=True`` too, so ties keep feature order as the stable
+    argsort of the negated impacts does, and the reasons at or above the minimum are a prefix of
+    the ranking."""
+    ranked = sorted(range(len(impact)), key=impact.__getitem__, reverse=True)[:max_reasons]
+    columns = [column for column in ranked if impact[column] >= REASON_MIN_LOG_ODDS]
+    return columns, [impact[column] for column in columns]
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from loan_service.reasons import (
     NO_REASON,
     REASON_MIN_LOG_ODDS,
     ReasonCatalogue,
+    row_reasons,
     top_reasons,
 )
 from loan_service.schemas import PredictionAnswer, ReasonAnswer, RiskBand
@@ -288,16 +289,11 @@ class LoanScorer:
         reasons: dict[int, tuple[list[int], list[float]]] = {}
         declined = [row for row, decision in enumerate(prediction) if decision]
         if declined:
-            impact = self.model.impacts(
-                normalized[declined], None if log_odds is None else log_odds[declined]
-            )
-            chosen, impacts = top_reasons(impact)
-            for row, columns, values in zip(
-                declined, chosen.tolist(), impacts.tolist(), strict=True
-            ):
-                used = columns.index(NO_REASON) if NO_REASON in columns else len(columns)
-                if used:
-                    reasons[row] = (columns[:used], [round(v, 3) for v in values[:used]])
+            impact = self.model.row_impacts(normalized, declined, log_odds)
+            for row, row_impact in zip(declined, impact, strict=True):
+                columns, values = row_reasons(row_impact)
+                if columns:
+                    reasons[row] = (columns, [round(v, 3) for v in values])
         shown = [round(p, 6) for p in probability]
         return ScoredColumns(shown, prediction, band, expected_loss, reasons, grade)
 
@@ -433,12 +429,12 @@ class LoanAssessor:
                 "message": words[band][1],
                 "risk_band": words[band][0],
                 "grade": grade,
-                "reasons": row_reasons,
+                "reasons": cited,
                 "expected_loss": loss,
                 "model_version": model_version,
                 "request_id": request_id,
             }
-            for probability, prediction, band, grade, row_reasons, loss in zip(
+            for probability, prediction, band, grade, cited, loss in zip(
                 scored.probability[start:end],
                 scored.prediction[start:end],
                 scored.band[start:end],

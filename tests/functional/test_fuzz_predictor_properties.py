@@ -190,6 +190,25 @@ def test_the_predictor_gives_probabilities_for_any_rows_and_scores_agree_with_th
     assert np.all(np.isfinite(scored.impact))
 
 
+@PROPERTY_SETTINGS
+@given(loans=st.lists(LOANS, min_size=1, max_size=8), data=st.data())
+def test_a_few_rows_impacts_in_floats_are_the_array_impacts_exactly(
+    model_artifacts: Path, loans: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """``row_impacts`` (the API's few rows) against ``impacts``, bit for bit, with and without
+    the applicants' own log-odds from the PD call (a tree ensemble's path, and a linear one's)."""
+    model = _risk_model(model_artifacts)
+    raw = np.array([[loan[name] for name in FEATURES] for loan in loans], dtype=np.float64)
+    normalized = model.normalized(raw)
+    rows = data.draw(st.lists(st.integers(0, len(loans) - 1), min_size=1, unique=True))
+    applicants = model.block_scores(normalized)[1]
+    if applicants is None:
+        applicants = model.class_probabilities(normalized)[:, 2]
+    for given_odds in (None, applicants):
+        arrays = model.impacts(normalized[rows], None if given_odds is None else given_odds[rows])
+        assert model.row_impacts(normalized, rows, given_odds) == arrays.tolist()
+
+
 _models: dict[Path, DefaultRiskModel] = {}
 
 

@@ -12,6 +12,7 @@ from loan_service.reasons import (
     MAX_REASONS,
     NO_REASON,
     ReasonCatalogue,
+    row_reasons,
     top_reasons,
 )
 from loan_service.scoring import (
@@ -110,6 +111,30 @@ def test_top_reasons_keep_four_at_most_largest_first_and_only_above_the_cut() ->
     assert reasons.tolist() == [[1, 3, 4, 0], [NO_REASON] * 4]
     assert values[0].tolist() == [3.0, 2.0, 1.0, 0.5]
     assert np.isnan(values[1]).all()
+
+
+def test_one_rows_reasons_in_floats_are_the_array_rule_exactly() -> None:
+    """``row_reasons`` (the API's single applicant) against ``top_reasons`` on rows built to
+    tie, to sit on the 0.1 cut, to be signed zeros, and on random rows of 1 to 9 features."""
+    generator = np.random.default_rng(11)
+    rows = [
+        [0.5, 3.0, 0.05, 2.0, 1.0, 0.2],
+        [0.3, 0.3, 0.3, 0.3, 0.3, 0.3],
+        [0.1, 0.1, 0.09999999999999999, 0.2, 0.1, -0.0],
+        [-0.0, 0.0, -1.0, 0.0, -0.0, 0.1],
+        [2.0, 2.0, 1.0, 2.0, 1.0, 2.0],
+    ]
+    for _ in range(3000):
+        k = int(generator.integers(1, 10))
+        values = np.round(generator.normal(0.1, 0.5, k), int(generator.integers(1, 4)))
+        rows.append(values.tolist())
+    for row in rows:
+        reasons, values = top_reasons(np.array([row]))
+        used = [i for i, column in enumerate(reasons[0].tolist()) if column != NO_REASON]
+        columns, impacts = row_reasons(row)
+        assert columns == reasons[0, used].tolist()
+        assert impacts == values[0, used].tolist()
+        assert used == list(range(len(used)))  # a prefix of the slots
 
 
 def test_each_risk_band_has_its_own_message_so_message_never_contradicts_the_band() -> None:
