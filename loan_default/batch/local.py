@@ -187,6 +187,18 @@ def parquet_compression(schema: pa.Schema) -> dict[str, str]:
     return {f.name: "none" if any(kind(f.type) for kind in plain) else "snappy" for f in schema}
 
 
+def parquet_options(schema: pa.Schema, statistics: Sequence[str] | None = None) -> dict[str, Any]:
+    """``pq.ParquetWriter``'s encoding arguments for a scored output of ``schema`` (both engines):
+    dictionary pages for text, delta-encoded integers, compression where it pays, and min/max
+    statistics for the ``statistics`` columns (default: all)."""
+    return {
+        "compression": parquet_compression(schema),
+        "use_dictionary": dictionary_columns(schema) or False,
+        "column_encoding": delta_columns(schema) or None,
+        "write_statistics": True if statistics is None else list(statistics) or False,
+    }
+
+
 class TableWriter:
     """Parquet or CSV by extension, under a temporary name until ``commit``."""
 
@@ -201,12 +213,7 @@ class TableWriter:
         self._writer: pq.ParquetWriter | pacsv.CSVWriter
         if self.kind == "parquet":
             self._writer = pq.ParquetWriter(
-                self.temporary,
-                schema,
-                compression=parquet_compression(schema),
-                use_dictionary=dictionary_columns(schema) or False,
-                column_encoding=delta_columns(schema) or None,
-                write_statistics=True if statistics is None else list(statistics) or False,
+                self.temporary, schema, **parquet_options(schema, statistics)
             )
         else:
             self._writer = pacsv.CSVWriter(self.temporary, schema)

@@ -63,13 +63,7 @@ import loan_default.batch
 from loan_default.batch import rules as checks
 from loan_default.batch.code_zip import build_code_zip
 from loan_default.batch.core import BandTotals, BatchScorer
-from loan_default.batch.local import (
-    BATCH_ROWS,
-    Summary,
-    dictionary_columns,
-    file_format,
-    parquet_compression,
-)
+from loan_default.batch.local import BATCH_ROWS, Summary, file_format, parquet_options
 from loan_default.batch.rules import REJECT_SCHEMA, InputError
 from loan_service.artifacts import ArtifactError
 from loan_service.scoring import RISK_BANDS
@@ -250,11 +244,7 @@ class PartWriter:
             self._stream = self._fs.open_output_stream(self._target)
             if self.destination.kind == "parquet":
                 self._writer = pq.ParquetWriter(
-                    self._stream,
-                    schema,
-                    compression=parquet_compression(schema),
-                    use_dictionary=dictionary_columns(schema) or False,
-                    write_statistics=True if self._statistics is None else self._statistics,
+                    self._stream, schema, **parquet_options(schema, self._statistics)
                 )
             else:
                 self._writer = pacsv.CSVWriter(self._stream, schema)
