@@ -7,9 +7,11 @@ for pyspark. Adding a subcommand is one line in ``COMMANDS``.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Final, NamedTuple, Protocol
 
 
@@ -35,6 +37,19 @@ COMMANDS: Final[dict[str, Subcommand]] = {
 }
 
 
+@contextmanager
+def loading() -> Iterator[None]:
+    """Imports and model loads build long-lived objects only (modules, classes, sessions): the
+    cyclic collector is paused while they are built, then they are frozen, so no collection walks
+    them again (it walked them over and over while they loaded: a tenth of the start-up)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = [f"usage: {PROG} COMMAND [ARGS...]", "", "commands:"]
@@ -54,5 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         print(f"{PROG}: unknown command '{name}' (one of: {', '.join(COMMANDS)})", file=sys.stderr)
         return EXIT_USAGE
-    entry: _Entry = importlib.import_module(command.module).main
+    with loading():
+        entry: _Entry = importlib.import_module(command.module).main
     return entry(rest, prog=f"{PROG} {name}")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 import loan_default.batch  # noqa: F401  (puts the service's source root on the path)
+from loan_default.cli import loading
 from loan_service.artifacts import ArtifactError
 from loan_service.scoring import RISK_BANDS
 from loan_service.settings import Settings
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:  # noqa
     if args.max_rejects is not None and args.max_rejects < 0:
         print(f"{name}: --max-rejects must be 0 or more", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from loan_default.batch.rules import InputError
+    with loading():
+        from loan_default.batch.rules import InputError
 
     if args.out is None:
         if args.report is None:
@@ -116,10 +118,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:  # noqa
                 args.max_rejects,
             )
         else:
-            from loan_default.batch.core import BatchScorer
-            from loan_default.batch.local import score_file
+            with loading():
+                from loan_default.batch.core import BatchScorer
+                from loan_default.batch.local import score_file
 
-            scorer = BatchScorer(artifact_dir, recovery_rate, settings.model_runtime, coded=True)
+                scorer = BatchScorer(
+                    artifact_dir, recovery_rate, settings.model_runtime, coded=True
+                )
             summary = score_file(
                 scorer,
                 args.input,
