@@ -26,10 +26,8 @@ from loan_service.errors import install_error_handlers
 from loan_service.loading import build_assessor
 from loan_service.middleware import (
     MAX_BODY_BYTES,
-    BodyLimitMiddleware,
     ExternalPathMiddleware,
-    HeadAsGetMiddleware,
-    JsonContentTypeMiddleware,
+    RequestBodyMiddleware,
     RequestContextMiddleware,
 )
 from loan_service.observability import Observability
@@ -178,9 +176,7 @@ def create_app(
     middleware = [
         Middleware(RequestContextMiddleware),
         Middleware(ExternalPathMiddleware, base_path=settings.api_base_path),
-        Middleware(HeadAsGetMiddleware),
-        Middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES),
-        Middleware(JsonContentTypeMiddleware),
+        Middleware(RequestBodyMiddleware, max_bytes=MAX_BODY_BYTES),
     ]
     app = FastAPI(
         title=API_TITLE,
@@ -195,7 +191,7 @@ def create_app(
         lifespan=_server_lifespan(service),
         middleware=middleware,
         telemetry=_NO_TELEMETRY,
-        # A body without Content-Type is JSON (see ``JsonContentTypeMiddleware`` for why).
+        # A body without Content-Type is JSON (see ``RequestBodyMiddleware`` for why).
         strict_content_type=False,
     )
     app.state.service = service

@@ -1,8 +1,9 @@
 """Pure ASGI middleware (no ``BaseHTTPMiddleware``: it costs a task and a stream per request).
 
 Outermost first: request id, timing and security headers, the external path prefix (API Gateway
-stage, custom-domain base path), the body-size cap, the JSON content-type check. Each is a few
-attribute lookups per request; the two that can refuse a request answer without reading more.
+stage, custom-domain base path), then HEAD as GET, the body-size cap and the JSON content-type
+check in one layer. Each is a few attribute lookups per request; the checks that can refuse a
+request answer without reading more.
 """
 
 from __future__ import annotations
@@ -273,33 +274,38 @@ class ExternalPathMiddleware:
         return scope
 
 
-class HeadAsGetMiddleware:
-    """``HEAD`` is answered wherever ``GET`` is: the GET answer's status and headers, no body.
+def _headers_only(send: Send) -> Send:
+    """The answer's status and headers, no body (``HEAD``)."""
 
-    FastAPI routes declared with ``@router.get`` answer HEAD with 405 (Starlette's own routes add
-    HEAD, FastAPI's do not); monitors and link checkers send HEAD to ``/``, ``/health``, ``/model``.
+    async def headers_only(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if message.get("more_body", False):
+                return
+            message = {"type": "http.response.body", "body": b"", "more_body": False}
+        await send(message)
+
+    return headers_only
+
+
+class RequestBodyMiddleware:
+    """What the request line and headers decide before any route runs, in one layer: ``HEAD``
+    as ``GET``, the body-size cap, the JSON content type. (Three layers cost a Lambda invocation
+    ~9k instructions each for a coroutine that only passes the request on: callgrind.)
+
+    * ``HEAD`` is answered wherever ``GET`` is: the GET answer's status and headers, no body.
+      FastAPI routes declared with ``@router.get`` answer HEAD with 405 (Starlette's own routes
+      add HEAD, FastAPI's do not); monitors and link checkers send HEAD to ``/``, ``/health``,
+      ``/model``.
+    * 413 for bodies over ``max_bytes``: at once from Content-Length, else while streaming.
+    * 415 for a POST/PUT/PATCH whose body is declared as something other than JSON.
+      ``application/json`` and ``application/*+json`` pass, and so does a body with NO
+      Content-Type header: it is parsed as JSON (FastAPI's convention,
+      ``strict_content_type=False`` in ``create_app``), because the POST events AWS's own tooling
+      writes (Lambda console test templates, ``sam local generate-event``, ALB samples) carry
+      none. That choice is safe here: the API keeps no ambient credential (no cookie, no
+      session) for a cross-site form to ride on, and without CORS headers a foreign page cannot
+      read an answer. An empty body (Content-Length: 0) passes too, to get its 422.
     """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
-            await self.app(scope, receive, send)
-            return
-
-        async def headers_only(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                if message.get("more_body", False):
-                    return
-                message = {"type": "http.response.body", "body": b"", "more_body": False}
-            await send(message)
-
-        await self.app({**scope, "method": "GET"}, receive, headers_only)
-
-
-class BodyLimitMiddleware:
-    """413 for bodies over ``max_bytes``: at once from Content-Length, else while streaming."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -309,74 +315,67 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = str(request_state(scope).get("request_id", ""))
+        if scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}
+            send = _headers_only(send)
         on_server = "aws.event" not in scope  # Lambda has no connection to close
+        max_bytes = self.max_bytes
         declared = _header(scope, b"content-length")
+        counted = True
         if declared is not None:
             try:
                 declared_bytes = int(declared)
             except ValueError:
-                declared_bytes = self.max_bytes + 1  # unreadable: count the body as it comes
-            if declared_bytes > self.max_bytes and declared.isdigit():
-                await send_error(send, 413, TOO_LARGE_MESSAGE, request_id, close=on_server)
+                declared_bytes = max_bytes + 1  # unreadable: count the body as it comes
+            if declared_bytes > max_bytes and declared.isdigit():
+                await send_error(send, 413, TOO_LARGE_MESSAGE, _request_id(scope), close=on_server)
                 return
-            if declared_bytes <= self.max_bytes and "aws.event" not in scope:
-                # An HTTP server delivers exactly Content-Length bytes: nothing left to count.
-                await self.app(scope, receive, send)
-                return
-
-        received = 0
-        answered = False
-        max_bytes = self.max_bytes
-
-        async def limited_receive() -> Message:
-            nonlocal received, answered
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > max_bytes and not answered:
-                    # Answer now and tell the app the client is gone; whatever it sends next is
-                    # swallowed below (FastAPI turns body-read errors into a 400 of its own).
-                    answered = True
-                    await send_error(send, 413, TOO_LARGE_MESSAGE, request_id, close=on_server)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            if not answered:
-                await send(message)
-
-        await self.app(scope, limited_receive, guarded_send)
-
-
-class JsonContentTypeMiddleware:
-    """415 for a POST/PUT/PATCH whose body is declared as something other than JSON.
-
-    ``application/json`` and ``application/*+json`` pass, and so does a body with NO Content-Type
-    header: it is parsed as JSON (FastAPI's convention, ``strict_content_type=False`` in
-    ``create_app``), because the POST events AWS's own tooling writes (Lambda console test
-    templates, ``sam local generate-event``, ALB samples) carry none. That choice is safe here:
-    the API keeps no ambient credential (no cookie, no session) for a cross-site form to ride on,
-    and without CORS headers a foreign page cannot read an answer. An empty body
-    (Content-Length: 0) passes too, to get its 422.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
+            # An HTTP server delivers exactly Content-Length bytes: nothing left to count.
+            counted = declared_bytes > max_bytes or not on_server
+        if counted:
+            receive, send = _limited(receive, send, max_bytes, _request_id(scope), on_server)
+        if scope["method"] in _BODY_METHODS:
             content_type = _header(scope, b"content-type")
-            declared_other = content_type is not None and content_type.strip() != b""
             if (
-                declared_other
+                content_type is not None
+                and content_type.strip() != b""
                 and not _is_json(content_type)
-                and _header(scope, b"content-length") != b"0"
+                and declared != b"0"
             ):
-                request_id = str(request_state(scope).get("request_id", ""))
-                await send_error(send, 415, NOT_JSON_MESSAGE, request_id)
+                await send_error(send, 415, NOT_JSON_MESSAGE, _request_id(scope))
                 return
         await self.app(scope, receive, send)
+
+
+def _request_id(scope: Scope) -> str:
+    return str(request_state(scope).get("request_id", ""))
+
+
+def _limited(
+    receive: Receive, send: Send, max_bytes: int, request_id: str, on_server: bool
+) -> tuple[Receive, Send]:
+    """``receive`` counting the body: past ``max_bytes`` it answers 413 and tells the app the
+    client is gone; whatever the app sends after that is swallowed (FastAPI turns body-read
+    errors into a 400 of its own)."""
+    received = 0
+    answered = False
+
+    async def limited_receive() -> Message:
+        nonlocal received, answered
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_bytes and not answered:
+                answered = True
+                await send_error(send, 413, TOO_LARGE_MESSAGE, request_id, close=on_server)
+                return {"type": "http.disconnect"}
+        return message
+
+    async def guarded_send(message: Message) -> None:
+        if not answered:
+            await send(message)
+
+    return limited_receive, guarded_send
 
 
 def _is_json(content_type: bytes | None) -> bool:

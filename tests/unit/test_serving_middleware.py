@@ -11,9 +11,8 @@ import pytest
 from starlette.types import Receive, Send
 
 from loan_service.middleware import (
-    BodyLimitMiddleware,
     ExternalPathMiddleware,
-    JsonContentTypeMiddleware,
+    RequestBodyMiddleware,
     RequestContextMiddleware,
 )
 
@@ -136,7 +135,7 @@ def test_each_request_without_an_id_gets_a_different_one() -> None:
 def test_a_declared_oversized_body_gets_413_without_reading_it_or_calling_the_app() -> None:
     app = EchoApp()
     scope = http_scope(headers={"content-length": str(1024 * 1024 + 1)}, request_id="r1")
-    sent, receives = run(BodyLimitMiddleware(app, max_bytes=1024 * 1024), scope)
+    sent, receives = run(RequestBodyMiddleware(app, max_bytes=1024 * 1024), scope)
     assert status_of(sent) == 413
     assert receives == 0
     assert app.calls == 0
@@ -150,14 +149,14 @@ def test_a_declared_oversized_body_gets_413_without_reading_it_or_calling_the_ap
 def test_a_streamed_body_over_the_limit_gets_413_and_the_apps_late_answer_is_dropped() -> None:
     app = EchoApp()
     chunks = [b"x" * 600, b"x" * 600, b"x" * 600]
-    sent, receives = run(BodyLimitMiddleware(app, max_bytes=1000), http_scope(), chunks)
+    sent, receives = run(RequestBodyMiddleware(app, max_bytes=1000), http_scope(), chunks)
     assert [status_of(sent)] == [413]
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert receives == 2  # stopped at the chunk that crossed the limit
 
 
 def test_a_body_at_the_limit_passes_through() -> None:
-    sent, _ = run(BodyLimitMiddleware(EchoApp(), max_bytes=1000), http_scope(), [b"y" * 1000])
+    sent, _ = run(RequestBodyMiddleware(EchoApp(), max_bytes=1000), http_scope(), [b"y" * 1000])
     assert status_of(sent) == 200
     assert body_of(sent) == b"y" * 1000
 
@@ -174,7 +173,7 @@ def test_a_body_at_the_limit_passes_through() -> None:
 )
 def test_json_bodies_pass(content_type: str) -> None:
     sent, _ = run(
-        JsonContentTypeMiddleware(EchoApp()),
+        RequestBodyMiddleware(EchoApp()),
         http_scope(headers={"content-type": content_type}),
         [b"{}"],
     )
@@ -193,7 +192,7 @@ def test_json_bodies_pass(content_type: str) -> None:
 def test_a_body_not_declared_as_json_gets_415_before_the_app_runs(headers: dict[str, str]) -> None:
     app = EchoApp()
     sent, _ = run(
-        JsonContentTypeMiddleware(app),
+        RequestBodyMiddleware(app),
         http_scope(headers=headers, request_id="r2"),
         [b"a=1"],
     )
@@ -205,18 +204,18 @@ def test_a_body_not_declared_as_json_gets_415_before_the_app_runs(headers: dict[
 def test_a_body_without_content_type_reaches_the_app_to_be_parsed_as_json() -> None:
     """AWS's sample events (console templates, ``sam local generate-event``) carry none."""
     app = EchoApp()
-    sent, _ = run(JsonContentTypeMiddleware(app), http_scope(headers={}), [b'{"income": 1}'])
+    sent, _ = run(RequestBodyMiddleware(app), http_scope(headers={}), [b'{"income": 1}'])
     assert status_of(sent) == 200
     assert app.calls == 1
 
 
 def test_an_empty_post_without_content_type_reaches_the_app_for_its_422() -> None:
-    sent, _ = run(JsonContentTypeMiddleware(EchoApp()), http_scope(headers={"content-length": "0"}))
+    sent, _ = run(RequestBodyMiddleware(EchoApp()), http_scope(headers={"content-length": "0"}))
     assert status_of(sent) == 200
 
 
 def test_get_requests_are_not_checked_for_content_type() -> None:
-    sent, _ = run(JsonContentTypeMiddleware(EchoApp()), http_scope(method="GET", path="/health"))
+    sent, _ = run(RequestBodyMiddleware(EchoApp()), http_scope(method="GET", path="/health"))
     assert status_of(sent) == 200
 
 
