@@ -101,10 +101,11 @@ class BandTotals:
     expected_loss: np.ndarray = field(default_factory=lambda: np.zeros(len(RISK_BANDS)))
 
     def add(self, scored: ScoredBlock) -> None:
-        self.loans += np.bincount(scored.band, minlength=len(RISK_BANDS))
+        band = scored.band.astype(np.intp)  # what bincount converts its input to (once here)
+        self.loans += np.bincount(band, minlength=len(RISK_BANDS))
         if scored.expected_loss is not None:
             self.expected_loss += np.bincount(
-                scored.band, weights=scored.expected_loss, minlength=len(RISK_BANDS)
+                band, weights=scored.expected_loss, minlength=len(RISK_BANDS)
             )
 
 
