@@ -30,6 +30,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from math import isnan
+from operator import itemgetter
 from typing import Any, Final
 
 import numpy as np
@@ -157,7 +158,7 @@ class ReferenceBinCounter:
         counts = self.counts
         if len(answers) >= VECTORIZED_FROM:
             probability = np.fromiter(
-                (answer["probability"] for answer in answers), np.float64, len(answers)
+                map(itemgetter("probability"), answers), np.float64, len(answers)
             )
             block = np.bincount(self.bin_indices(raw, probability).ravel(), minlength=self.bins)
             hits = np.flatnonzero(block)

@@ -16,11 +16,13 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 from starlette.types import Message, Scope
 
+from loan_service.api.routes import PREDICTION_ROUTES
 from loan_service.errors import field_path
 from loan_service.prediction_log import PredictionRecord
 from loan_service.schemas import MAX_BATCH_LOANS
@@ -303,6 +305,18 @@ def test_requests_arriving_together_share_one_model_call_and_get_their_own_answe
 
     assert counting.rows_per_call == [6]
     assert answers == expected
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+@pytest.mark.parametrize("method", ["POST", "GET", "HEAD"])
+@pytest.mark.parametrize("root_path", ["", "/prod"])
+def test_the_hot_routes_match_exactly_as_fastapi_matches_them(
+    path: str, method: str, root_path: str
+) -> None:
+    """Their own cheap match (their method, their exact path) must be FastAPI's answer."""
+    scope = {**http_scope(root_path + path, b"{}"), "method": method, "root_path": root_path}
+    for route in PREDICTION_ROUTES:
+        assert route.matches(dict(scope)) == APIRoute.matches(route, dict(scope))
 
 
 def test_a_lambda_invocation_is_scored_at_once_with_the_same_answer(
