@@ -78,11 +78,6 @@ def _data_bucket(
                 noncurrent_version_expiration=Duration.days(7),
                 abort_incomplete_multipart_upload_after=Duration.days(1),
             ),
-            s3.LifecycleRule(  # Spark's committer leaves these behind after a failed run
-                id="expire-temporary-parts",
-                prefix="_temporary/",
-                expiration=Duration.days(1),
-            ),
         ],
         removal_policy=RemovalPolicy.RETAIN,  # loan data outlives the stack
     )
@@ -204,17 +199,18 @@ class BatchScoring(Construct):
             ),
             iam.PolicyStatement(
                 sid="ListOutput",
-                actions=["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+                actions=["s3:ListBucket"],  # a run's parts: found, replaced, deleted
                 resources=[self.output_bucket.bucket_arn],
             ),
             iam.PolicyStatement(
-                sid="WriteOutput",  # Spark's committer reads back, renames (copy + delete) parts
+                # The workers upload their parts (multipart for large ones; a failed upload is
+                # aborted), the driver looks them up and deletes a replaced or stopped run's.
+                sid="WriteOutput",
                 actions=[
                     "s3:GetObject",
                     "s3:PutObject",
                     "s3:DeleteObject",
                     "s3:AbortMultipartUpload",
-                    "s3:ListMultipartUploadParts",
                 ],
                 resources=[self.output_bucket.arn_for_objects("*")],
             ),

@@ -1542,7 +1542,6 @@ def test_batch_buckets_are_private_encrypted_ssl_only_logged_and_expire(
             assert rules["expire-loan-data"]["AbortIncompleteMultipartUpload"] == {
                 "DaysAfterInitiation": 1
             }
-            assert rules["expire-temporary-parts"]["Prefix"] == "_temporary/"
         denied = [
             statement
             for policy in resources_of(template, "AWS::S3::BucketPolicy").values()
@@ -1633,7 +1632,7 @@ def test_job_role_reads_the_input_and_the_job_assets_writes_the_output_and_nothi
     assert statements == {
         "ListInput": (["s3:ListBucket"], on("Input", False)),
         "ReadInput": (["s3:GetObject"], on("Input", True)),
-        "ListOutput": (["s3:ListBucket", "s3:ListBucketMultipartUploads"], on("Output", False)),
+        "ListOutput": (["s3:ListBucket"], on("Output", False)),
         "WriteOutput": (
             sorted(
                 [
@@ -1641,7 +1640,6 @@ def test_job_role_reads_the_input_and_the_job_assets_writes_the_output_and_nothi
                     "s3:PutObject",
                     "s3:DeleteObject",
                     "s3:AbortMultipartUpload",
-                    "s3:ListMultipartUploadParts",
                 ]
             ),
             on("Output", True),
