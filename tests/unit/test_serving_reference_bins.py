@@ -10,6 +10,7 @@ import pytest
 from loan_service.book import BookSchema
 from loan_service.reference_bins import (
     FEATURE_BINS_FIELD,
+    PENDING_ROWS,
     SCORE_BINS_FIELD,
     VECTORIZED_FROM,
     ReferenceBinCounter,
@@ -99,6 +100,20 @@ def test_take_sums_requests_resets_and_is_none_when_nothing_was_counted(
     taken = counter.take()
     assert taken == expected_counts(reference, raw, probability)
     assert sum(taken[SCORE_BINS_FIELD].values()) == 40
+    assert counter.take() is None
+
+
+@pytest.mark.parametrize("requests", [1, VECTORIZED_FROM - 1, VECTORIZED_FROM, PENDING_ROWS + 7])
+def test_single_loan_requests_binned_later_count_exactly_as_at_once(
+    book: BookSchema, reference: Reference, requests: int
+) -> None:
+    """One-row requests wait to be binned together (past ``PENDING_ROWS``, or at ``take``):
+    the window's counts are the monitor's rules applied one loan at a time."""
+    counter = ReferenceBinCounter(reference, book)
+    raw, probability = rows(requests, seed=5, reference=reference)
+    for index in range(requests):
+        counter.record(raw[index : index + 1], answers_of(probability[index : index + 1]))
+    assert counter.take() == expected_counts(reference, raw, probability)
     assert counter.take() is None
 
 
