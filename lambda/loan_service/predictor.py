@@ -210,6 +210,7 @@ def read_artifact(path: Path) -> bytes:
 _SMALLEST: Final = float(np.finfo(np.float32).tiny)
 _PROBABILITY_SLACK: Final = 1e-6  # float32 sums may land a hair above 1
 _SMALL_OUTPUT: Final = 64
+_WIDE_ROWS: Final = 256
 _TREE_ENSEMBLE: Final = b"TreeEnsemble"  # ai.onnx.ml TreeEnsembleClassifier / Regressor
 
 
@@ -281,6 +282,10 @@ class DefaultRiskModel:
         self._model = model
         self._mean = stats.mean
         self._inverse_std = 1.0 / stats.std
+        # The statistics repeated for _WIDE_ROWS rows: a large block is normalized as rows of
+        # _WIDE_ROWS * k values, where numpy's loop over rows of k values cost 3x the arithmetic.
+        self._wide_mean = np.tile(self._mean, _WIDE_ROWS)
+        self._wide_inverse_std = np.tile(self._inverse_std, _WIDE_ROWS)
         self.n_features = int(stats.mean.shape[0])
         # A feature at its training mean normalizes to exactly 0, so the counterfactual block is
         # the applicant's normalized row times this mask: row 0 all ones (the applicant), row j+1
@@ -316,9 +321,22 @@ class DefaultRiskModel:
     def normalized(self, raw: np.ndarray) -> np.ndarray:
         """The float32 model input of ``raw``: ``normalize(raw).astype(float32)``, the same values
         with one temporary fewer (a block's PD and counterfactual calls share it)."""
-        shifted = raw - self._mean
-        shifted *= self._inverse_std
-        return shifted.astype(np.float32)
+        n_rows = raw.shape[0]
+        if n_rows <= _SMALL_OUTPUT or not raw.flags.c_contiguous:
+            shifted = raw - self._mean
+            shifted *= self._inverse_std
+            return shifted.astype(np.float32)
+        # The same operations on the same values, _WIDE_ROWS rows at a time (rest as above).
+        whole = n_rows - n_rows % _WIDE_ROWS
+        normalized = np.empty(raw.shape, dtype=np.float32)
+        wide = raw[:whole].reshape(-1, self._wide_mean.shape[0]) - self._wide_mean
+        wide *= self._wide_inverse_std
+        normalized[:whole] = wide.reshape(whole, raw.shape[1])
+        if whole < n_rows:
+            rest = raw[whole:] - self._mean
+            rest *= self._inverse_std
+            normalized[whole:] = rest
+        return normalized
 
     def block_scores(self, normalized: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """ONE model call for a block's PDs: (n, 2) pairs, checked, and the applicants' log-odds

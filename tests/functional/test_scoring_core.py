@@ -232,3 +232,19 @@ def test_a_small_block_in_python_floats_answers_exactly_like_the_array_path(
         assert to_json(answers) == to_json(assessor.answer_columns(arrays, "same", 0, len(rows)))
         declined += sum(small.prediction)
     assert declined > 0
+
+
+@pytest.mark.parametrize("rows", [0, 1, 64, 65, 255, 256, 257, 1_000, 65_537])
+def test_a_blocks_model_input_is_the_normalization_rounded_to_float32(
+    scorer: LoanScorer, rows: int
+) -> None:
+    """Large blocks are normalized many rows at a time: the same values, bit for bit, as
+    ``normalize`` rounded to float32, whatever the block's size or memory order."""
+    model = scorer.model
+    raw = np.random.default_rng(rows).normal(size=(rows, len(FEATURES))) * 5_000.0 + 300.0
+    expected = model.normalize(raw).astype(np.float32)
+    for block in (raw, np.asfortranarray(raw)):
+        normalized = model.normalized(block)
+        assert normalized.dtype == np.float32
+        assert normalized.flags.c_contiguous or not block.flags.c_contiguous
+        assert normalized.tobytes() == expected.tobytes()
