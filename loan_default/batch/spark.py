@@ -72,7 +72,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 CORRUPT: Final = "__corrupt_record"
-TASK_ROWS_MAX: Final = 1 << 20  # Parquet input: rows per task at most (a few row groups)
 SUCCESS: Final = "_SUCCESS"
 SCHEMES: Final = {"s3a": "s3", "s3n": "s3"}  # Hadoop's names for S3, pyarrow's is s3
 
@@ -418,9 +417,10 @@ def parquet_files(uri: str) -> list[str]:
 def plan_slices(uri: str, parallelism: int) -> tuple[pa.Schema, list[Slice]]:
     """The input's schema and its tasks, from the files' footers alone (no data read).
 
-    A task is one row group, or a slice of one when a row group is larger than an even share
-    of the book over the cores (``parallelism``), rounded up to whole batches, at most
-    ``TASK_ROWS_MAX`` rows."""
+    A task is one row group. Only a book with fewer row groups than cores (``parallelism``) is
+    cut finer, into slices of an even share of the book rounded up to whole batches: a slice
+    decodes its row group from the start (pyarrow reads no row range), so a larger book keeps
+    whole row groups."""
     fs, _ = file_system(uri)
     files = parquet_files(uri)
     schema: pa.Schema | None = None
@@ -440,8 +440,10 @@ def plan_slices(uri: str, parallelism: int) -> tuple[pa.Schema, list[Slice]]:
         ]
     assert schema is not None
     total = sum(rows for *_, rows in groups)
-    share = math.ceil(total / max(parallelism, 1)) if total else 1
-    step = min(TASK_ROWS_MAX, max(BATCH_ROWS, math.ceil(share / BATCH_ROWS) * BATCH_ROWS))
+    step = max([1, *(rows for *_, rows in groups)])  # whole row groups
+    if total and len(groups) < parallelism:
+        share = math.ceil(total / parallelism)
+        step = max(BATCH_ROWS, math.ceil(share / BATCH_ROWS) * BATCH_ROWS)
     slices: list[Slice] = []
     first = 1
     for path, group, rows in groups:
@@ -458,9 +460,15 @@ def read_slice(
     """The slice's record batches (in ``schema``) with their file row numbers."""
     fs, _ = file_system(uri)
     with fs.open_input_file(part.path) as handle:
-        parquet = pq.ParquetFile(handle, pre_buffer=False)
+        # Pre-buffered: a task reads one row group, so it holds at most that, and on S3 its
+        # column chunks come in a few coalesced range requests instead of one per page. Decoded
+        # in this thread: the worker is one core's worth of the cluster already.
+        parquet = pq.ParquetFile(handle, pre_buffer=True)
         offset, end = 0, part.start + part.length
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[part.row_group]):
+        batches = parquet.iter_batches(
+            batch_size=BATCH_ROWS, row_groups=[part.row_group], use_threads=False
+        )
+        for batch in batches:
             lo, hi = max(part.start - offset, 0), min(end - offset, batch.num_rows)
             if hi > lo:
                 piece = batch.slice(lo, hi - lo)

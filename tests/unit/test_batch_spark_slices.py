@@ -29,13 +29,21 @@ def _numbers(folder: str, parallelism: int) -> tuple[list[int], int]:
     return found, len(slices)
 
 
-def test_a_row_group_larger_than_a_cores_share_is_split_into_whole_batches(tmp_path: Path) -> None:
+def test_fewer_row_groups_than_cores_are_cut_into_slices_of_whole_batches(tmp_path: Path) -> None:
     _book(tmp_path / "one.parquet", 200_000, 200_000)
-    found, tasks = _numbers(str(tmp_path / "one.parquet"), 2)
-    assert found == list(range(1, 200_001))
-    assert tasks == 2
-    _, slices = plan_slices(str(tmp_path / "one.parquet"), 2)
-    assert slices[1].start % BATCH_ROWS == 0
+    for cores, expected in ((1, 1), (2, 2), (4, 4)):
+        found, tasks = _numbers(str(tmp_path / "one.parquet"), cores)
+        assert found == list(range(1, 200_001))
+        assert tasks == expected
+    _, slices = plan_slices(str(tmp_path / "one.parquet"), 4)
+    assert [part.start for part in slices] == [0, BATCH_ROWS, 2 * BATCH_ROWS, 3 * BATCH_ROWS]
+
+
+def test_as_many_row_groups_as_cores_stay_whole(tmp_path: Path) -> None:
+    _book(tmp_path / "three.parquet", 300_000, 100_000)
+    found, tasks = _numbers(str(tmp_path / "three.parquet"), 2)
+    assert found == list(range(1, 300_001))
+    assert tasks == 3
 
 
 def test_a_folder_of_parts_is_numbered_across_its_files_in_name_order(tmp_path: Path) -> None:
