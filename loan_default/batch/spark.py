@@ -251,13 +251,14 @@ class PartWriter:
         self.rows += table.num_rows
 
     def abort(self) -> None:
-        """A failed task: no part, and locally no temporary file left behind."""
+        """A failed task: no part, and no temporary file, left behind."""
         try:
             if self._writer is not None:
                 self._writer.close()
                 self._stream.close()
         finally:
-            if self._local and self._writer is not None:
+            # On S3 closing the stream completed the upload: the truncated part goes too.
+            if self._writer is not None:
                 self._fs.delete_file(self._target)
             self._writer = None
 
@@ -661,10 +662,22 @@ def _score_csv(
     return plan, job
 
 
-def _has_parts(destination: Destination) -> bool:
+def _parts(destination: Destination) -> list[str]:
+    """The part files written so far (none: an object store has no folder for them yet)."""
     fs, _ = file_system(destination.uri)
-    found = fs.get_file_info(pafs.FileSelector(destination.folder))
-    return any(Path(f.path).name.startswith("part-") for f in found)
+    found = fs.get_file_info(pafs.FileSelector(destination.folder, allow_not_found=True))
+    return sorted(f.path for f in found if Path(f.path).name.startswith("part-"))
+
+
+def _check_rows(destination: Destination, rows: int) -> None:
+    """The Parquet parts' footers hold the rows the tasks reported scoring: a part lost or
+    replaced by a second attempt of its task fails the job instead of going unnoticed."""
+    if destination.kind != "parquet":
+        return
+    fs, _ = file_system(destination.uri)
+    found = sum(pq.read_metadata(path, filesystem=fs).num_rows for path in _parts(destination))
+    if found != rows:
+        raise RuntimeError(f"{destination.uri}: its parts hold {found} rows, {rows} were scored")
 
 
 def score_with_spark(  # noqa: PLR0917  (mirrors score_file's arguments)
@@ -699,18 +712,19 @@ def score_with_spark(  # noqa: PLR0917  (mirrors score_file's arguments)
     rejects.prepare()
     try:
         summary = job()
+        _check_rows(out, summary.rows_scored)
     except BaseException:
         out.discard()
         rejects.discard()
         raise
-    if not _has_parts(rejects):
+    if not _parts(rejects):
         rejects.write_empty(REJECT_SCHEMA)
     rejects.commit()
     if max_rejects is not None and summary.rows_rejected > max_rejects:
         summary.stopped = True
         out.discard()
     else:
-        if not _has_parts(out):
+        if not _parts(out):
             out.write_empty(plan.output)
         out.commit()
     summary.seconds = time.perf_counter() - started

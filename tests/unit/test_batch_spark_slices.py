@@ -1,5 +1,6 @@
-"""How the Spark engine splits a Parquet book into tasks from its footers alone: every row in
-exactly one task, in file order, each task's first row number right, no more tasks than needed."""
+"""How the Spark engine splits a Parquet book into tasks from its footers alone (every row in
+exactly one task, in file order, each task's first row number right, no more tasks than needed),
+and checks the parts its tasks wrote."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import pytest
 
 from loan_default.batch.local import BATCH_ROWS
 from loan_default.batch.rules import InputError
-from loan_default.batch.spark import parquet_files, plan_slices, read_slice
+from loan_default.batch.spark import (
+    Destination,
+    _check_rows,
+    _parts,
+    parquet_files,
+    plan_slices,
+    read_slice,
+)
 
 
 def _book(path: Path, rows: int, row_group: int) -> None:
@@ -75,3 +83,16 @@ def test_parts_with_other_columns_or_no_parts_are_refused(tmp_path: Path) -> Non
     (tmp_path / "empty.parquet").mkdir()
     with pytest.raises(InputError, match="without Parquet files"):
         plan_slices(str(tmp_path / "empty.parquet"), 2)
+
+
+def test_parts_that_do_not_hold_the_scored_rows_fail_the_job(tmp_path: Path) -> None:
+    """A part lost or replaced by a second attempt of its task is caught by the footers' count;
+    a folder not made yet (an object store's, before its first part) has no part."""
+    destination = Destination.of(str(tmp_path / "scored.parquet"))
+    assert _parts(destination) == []
+    destination.prepare()
+    _book(Path(destination.part(0)), 10, 10)
+    _book(Path(destination.part(1)), 5, 5)
+    _check_rows(destination, 15)
+    with pytest.raises(RuntimeError, match="its parts hold 15 rows, 16 were scored"):
+        _check_rows(destination, 16)
