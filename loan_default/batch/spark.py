@@ -535,6 +535,7 @@ TOTALS_SCHEMA: Final = pa.schema(
 TOTALS_DDL: Final = (
     "partition long, rows long, rejected long, loans array<long>, expected_loss array<double>"
 )
+_DONE_SCHEMA: Final = pa.schema([("partition", pa.int64())])  # the rejects pass: one row a task
 
 
 def _partition() -> int:
@@ -585,23 +586,20 @@ def _csv_rejects_pass(
         rules = worker_scorer(plan.artifact_dir, plan.recovery_rate).rules
         writer = plan.rejects_writer(partition)
         seen = int(offsets[partition]) if partition < offsets.size else 0
-        for batch in batches:
-            rows = np.arange(seen + 1, seen + batch.num_rows + 1, dtype=np.int64)
-            seen += batch.num_rows
-            good, good_rows, malformed, reasons = plan.well_formed(batch, rows)
-            found = checks.check_columns(good, rules, good_rows).rejects
-            try:
+        try:
+            for batch in batches:
+                rows = np.arange(seen + 1, seen + batch.num_rows + 1, dtype=np.int64)
+                seen += batch.num_rows
+                good, good_rows, malformed, reasons = plan.well_formed(batch, rows)
+                found = checks.check_columns(good, rules, good_rows).rejects
                 writer.write(_with_malformed(found, malformed, reasons))
-            except BaseException:
-                writer.abort()
-                raise
+        except BaseException:
+            writer.abort()
+            raise
         writer.close()
         yield pa.RecordBatch.from_pylist([{"partition": partition}], schema=_DONE_SCHEMA)
 
     return run
-
-
-_DONE_SCHEMA: Final = pa.schema([("partition", pa.int64())])
 
 
 def _summary(totals: dict[int, PartitionTotals]) -> tuple[Summary, np.ndarray]:
