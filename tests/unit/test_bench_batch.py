@@ -3,12 +3,13 @@ replaced in place (never appended twice)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from bench.batch import FEATURES, INTEGERS, generate_loans
+from bench.batch import FEATURES, INTEGERS, batch_body, generate_loans
 from bench.results_file import markers, write_block
 from tests.support.default_book import LoanApplication
 
@@ -24,6 +25,15 @@ def test_generated_loans_are_loans_the_api_accepts(tmp_path: Path) -> None:
         assert table.schema.field(name).type == "int64"
     for loan in table.select(list(FEATURES)).to_pylist():
         LoanApplication.model_validate(loan)  # raises on any value the API would refuse
+
+
+def test_the_batch_body_is_1000_loans_the_api_accepts_with_integers_as_integers() -> None:
+    loans = json.loads(batch_body())["loans"]
+    assert len(loans) == 1000
+    for loan in loans:
+        assert list(loan) == list(FEATURES)
+        assert all(isinstance(loan[name], int) for name in INTEGERS)
+        LoanApplication.model_validate(loan)
 
 
 def test_the_results_block_is_replaced_not_appended(tmp_path: Path) -> None:
