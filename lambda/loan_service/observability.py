@@ -28,6 +28,7 @@ import logging
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
@@ -193,6 +194,11 @@ class Observability:
         """Count which reference bin each answered loan fell in (published with the metrics)."""
         if self.reference_bins is not None:
             self.reference_bins.record(raw, answers)
+
+    def record_bin_probabilities(self, raw: Any, probabilities: Sequence[float]) -> None:
+        """``record_bins`` for answers kept as columns (a batch request's)."""
+        if self.reference_bins is not None:
+            self.reference_bins.record_probabilities(raw, probabilities)
 
     def emit_invocation_metrics(self, context: Any) -> None:
         """End of a Lambda invocation: one EMF document (Powertools' serializer and format),

@@ -180,6 +180,16 @@ class ReferenceBinCounter:
         if self._pending_rows >= PENDING_ROWS:
             self._count_pending()
 
+    def record_probabilities(self, raw: np.ndarray, probabilities: Sequence[float]) -> None:
+        """``record`` for answers kept as columns: the PDs as answered, already in a list."""
+        if len(probabilities) >= VECTORIZED_FROM:
+            self._count_block(raw, np.array(probabilities, dtype=np.float64))
+            return
+        self._pending.append((raw, list(probabilities)))
+        self._pending_rows += len(probabilities)
+        if self._pending_rows >= PENDING_ROWS:
+            self._count_pending()
+
     def _count_block(self, raw: np.ndarray, probability: np.ndarray) -> None:
         counts = self.counts
         block = np.bincount(self.bin_indices(raw, probability).ravel(), minlength=self.bins)

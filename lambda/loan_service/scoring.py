@@ -24,11 +24,13 @@ exposure of the expected loss - comes from the trained model's schema (``manifes
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Final, Literal, NamedTuple
 
 import numpy as np
+from pydantic_core import to_json
 
 from loan_service.artifacts import FeatureStats
 from loan_service.book import BookSchema
@@ -353,6 +355,14 @@ class LoanAssessor:
         self._band_words: tuple[tuple[RiskBand, str], ...] = tuple(
             (name, MESSAGE_BY_BAND[name]) for name in RISK_BANDS
         )
+        # A reason's JSON around its impact, as pydantic-core writes the ``ReasonAnswer`` dict.
+        self._reason_json_parts = [
+            (
+                to_json({"code": code, "feature": name})[:-1] + b',"impact":',
+                b',"text":' + to_json(text) + b"}",
+            )
+            for code, name, text in self._reason_parts
+        ]
 
     @property
     def runtime(self) -> str:
@@ -451,5 +461,131 @@ class LoanAssessor:
             )
         ]
 
+    def block_answers(self, raw: np.ndarray, request_id: str) -> BlockAnswers:
+        """``assess_matrix``'s answers kept as columns (a batch request's): serialized straight
+        from them, built as dicts only for whoever reads them (``BlockAnswers``)."""
+        return BlockAnswers(self, self._columns(raw), request_id, 0, raw.shape[0])
+
+    def answers_json(self, scored: ScoredColumns, request_id: str, start: int, end: int) -> bytes:
+        """``to_json(answer_columns(...))``, the same bytes, without the dicts: pydantic-core
+        writes each column's values in one call (so every number is its own spelling of it), and
+        each answer is one formatting of its band's template around them. Building 1,000 dicts
+        and serializing them cost more than the model calls of a 1,000-loan request."""
+        if end <= start:
+            return b"[]"
+        n_rows = end - start
+        fixed = _format_safe
+        version, request = fixed(to_json(self.model_version)), fixed(to_json(request_id))
+        threshold = fixed(to_json(self.threshold))
+        templates = [
+            b'{"probability":%b,"prediction":%d,"threshold":'
+            + threshold
+            + b',"message":'
+            + fixed(to_json(message))
+            + b',"risk_band":'
+            + fixed(to_json(name))
+            + b',"grade":%b,"reasons":%b,"expected_loss":%b,"model_version":'
+            + version
+            + b',"request_id":'
+            + request
+            + b"}"
+            for name, message in self._band_words
+        ]
+        nulls = [b"null"] * n_rows
+        losses = nulls if scored.expected_loss is None else _items(scored.expected_loss[start:end])
+        grades = nulls if scored.grade is None else _items(scored.grade[start:end])
+        reasons = [b"[]"] * n_rows
+        cited = [(row, columns, impacts) for row, (columns, impacts) in scored.reasons.items()]
+        if start or end < len(scored.probability):
+            cited = [entry for entry in cited if start <= entry[0] < end]
+        if cited:  # every impact of the request in one call, each reason from its feature's parts
+            parts = self._reason_json_parts
+            impacts = iter(_items(list(chain.from_iterable(entry[2] for entry in cited))))
+            for row, columns, _ in cited:
+                reasons[row - start] = b"[%b]" % b",".join(
+                    [parts[column][0] + next(impacts) + parts[column][1] for column in columns]
+                )
+        return b"[%b]" % b",".join(
+            [
+                templates[band] % (probability, prediction, grade, cited, loss)
+                for probability, prediction, band, grade, cited, loss in zip(
+                    _items(scored.probability[start:end]),
+                    scored.prediction[start:end],
+                    scored.band[start:end],
+                    grades,
+                    reasons,
+                    losses,
+                    strict=True,
+                )
+            ]
+        )
+
     def assess(self, loans: Sequence[Any], request_id: str) -> list[PredictionItem]:
         return self.assess_matrix(loans_to_matrix(loans), request_id)
+
+
+def _items(values: Sequence[float] | Sequence[int]) -> list[bytes]:
+    """Each value as pydantic-core writes it in JSON (one call for the column; numbers hold no
+    comma)."""
+    return to_json(values)[1:-1].split(b",")
+
+
+def _format_safe(fragment: bytes) -> bytes:
+    """A fixed part of a ``%`` template (a request id may hold a ``%``)."""
+    return fragment.replace(b"%", b"%%")
+
+
+class BlockAnswers(Sequence[PredictionItem]):
+    """One request's answers as the scorer's columns (``LoanAssessor.block_answers``).
+
+    The route serializes them from the columns (``to_json``); the counters and reference bins read
+    the columns; the answer dicts are built once, on first use, only for a reader that wants them
+    (the prediction log's thread, the shadow challenger)."""
+
+    __slots__ = ("_answers", "_assessor", "columns", "end", "request_id", "start")
+
+    def __init__(
+        self,
+        assessor: LoanAssessor,
+        columns: ScoredColumns,
+        request_id: str,
+        start: int,
+        end: int,
+    ) -> None:
+        self._assessor = assessor
+        self.columns = columns
+        self.request_id = request_id
+        self.start = start
+        self.end = end
+        self._answers: list[PredictionItem] | None = None
+
+    def answers(self) -> list[PredictionItem]:
+        """The answer dicts (``LoanAssessor.answer_columns``), built on the first call."""
+        if self._answers is None:
+            self._answers = self._assessor.answer_columns(
+                self.columns, self.request_id, self.start, self.end
+            )
+        return self._answers
+
+    @property
+    def probabilities(self) -> list[float]:
+        """The PDs as answered (rounded as shown)."""
+        return self.columns.probability[self.start : self.end]
+
+    @property
+    def defaults(self) -> int:
+        """How many answers predict a default."""
+        return sum(self.columns.prediction[self.start : self.end])
+
+    def to_json(self) -> bytes:
+        """``to_json(self.answers())``, without building the dicts."""
+        return self._assessor.answers_json(self.columns, self.request_id, self.start, self.end)
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.answers()[index]
+
+    def __iter__(self) -> Iterator[PredictionItem]:
+        return iter(self.answers())

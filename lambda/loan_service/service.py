@@ -34,7 +34,7 @@ from loan_service.schemas import (
     build_request_models,
     example_loan,
 )
-from loan_service.scoring import MEDIUM_RISK_FROM, LoanAssessor, loans_to_matrix
+from loan_service.scoring import MEDIUM_RISK_FROM, BlockAnswers, LoanAssessor, loans_to_matrix
 from loan_service.shadow import ShadowScorer
 
 
@@ -181,6 +181,14 @@ class PredictionService:
         """``predict`` for loans already read into (n, k) rows (``RequestModels.batch_rows``)."""
         return self.predict_together([PredictionRequest((), endpoint, context, rows)])[0]
 
+    def predict_rows_json(self, rows: np.ndarray, endpoint: str, context: RequestContext) -> bytes:
+        """``to_json(predict_rows(...))``, the same bytes and records, from the scorer's columns:
+        no answer dict is built unless the prediction log or the shadow challenger reads one."""
+        answers = self.assessor.block_answers(rows, context.request_id)
+        latency_ns = time.perf_counter_ns() - context.started_ns
+        self._record(endpoint, rows, answers, context, latency_ns)
+        return answers.to_json()
+
     def predict_together(self, requests: Sequence[PredictionRequest]) -> Answers:
         """Several requests in one model call; each is answered and recorded as if alone."""
         raws = [request.matrix() for request in requests]
@@ -197,26 +205,34 @@ class PredictionService:
         self,
         endpoint: str,
         raw: np.ndarray,
-        answers: list[PredictionAnswer],
+        answers: list[PredictionAnswer] | BlockAnswers,
         context: RequestContext,
         latency_ns: int,
     ) -> None:
         defaults = 0
         probability_sum = 0.0
-        for answer in answers:
-            defaults += answer["prediction"]
-            probability_sum += answer["probability"]
+        if isinstance(answers, BlockAnswers):  # read from its columns, no dict built
+            probabilities = answers.probabilities
+            defaults = answers.defaults
+            for probability in probabilities:  # in order, as the answers' loop adds them
+                probability_sum += probability
+            self.observability.record_bin_probabilities(raw, probabilities)
+        else:
+            for answer in answers:
+                defaults += answer["prediction"]
+                probability_sum += answer["probability"]
+            self.observability.record_bins(raw, answers)
         self.observability.counters.record(
             len(answers), defaults, latency_ns / 1e6, probability_sum
         )
-        self.observability.record_bins(raw, answers)
         self.prediction_log.record(
             PredictionRecord(
                 context.started_wall_ns, latency_ns, context.request_id, endpoint, raw, answers
             )
         )
         if self.shadow is not None:  # after the answers exist; they are only read from here on
-            self.shadow.offer(context.request_id, endpoint, raw, answers)
+            shown = answers.answers() if isinstance(answers, BlockAnswers) else answers
+            self.shadow.offer(context.request_id, endpoint, raw, shown)
 
     def health(self) -> HealthPublic:
         return HealthPublic(

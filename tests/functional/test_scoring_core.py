@@ -234,6 +234,30 @@ def test_a_small_block_in_python_floats_answers_exactly_like_the_array_path(
     assert declined > 0
 
 
+@pytest.mark.parametrize("request_id", ["r-1", 'odd %s %% "quoted" \\ é \u2028', ""])
+def test_answers_written_from_columns_are_the_answer_dicts_bytes(
+    service: PredictionService, book: np.ndarray, request_id: str
+) -> None:
+    """Every field the API writes, every band, reasons, slices of a shared call, no grade or
+    expected loss: ``answers_json`` is pydantic-core's serialization of the answer dicts."""
+    assessor = service.assessor
+    columns = ScoredColumns.of_block(assessor.scorer.score(book, "declined"))
+    assert 0 < sum(columns.prediction) < len(book)
+    assert columns.reasons
+    assert columns.grade
+    bare = columns._replace(grade=None, expected_loss=None)
+    for scored in (columns, bare):
+        for start, end in [(0, len(book)), (0, 1_000), (17, 1_017), (len(book) - 5, len(book))]:
+            written = assessor.answers_json(scored, request_id, start, end)
+            assert written == to_json(assessor.answer_columns(scored, request_id, start, end))
+    assert assessor.answers_json(columns, request_id, 5, 5) == b"[]"
+    answers = assessor.block_answers(book[:1_000], request_id)
+    assert len(answers) == 1_000
+    assert answers.to_json() == to_json(list(answers))
+    assert answers.probabilities == [answer["probability"] for answer in answers]
+    assert answers.defaults == sum(answer["prediction"] for answer in answers)
+
+
 @pytest.mark.parametrize("rows", [0, 1, 64, 65, 255, 256, 257, 1_000, 65_537])
 def test_a_blocks_model_input_is_the_normalization_rounded_to_float32(
     scorer: LoanScorer, rows: int

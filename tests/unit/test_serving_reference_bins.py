@@ -117,6 +117,21 @@ def test_single_loan_requests_binned_later_count_exactly_as_at_once(
     assert counter.take() is None
 
 
+@pytest.mark.parametrize("size", [1, VECTORIZED_FROM - 1, VECTORIZED_FROM, 1_000])
+def test_probabilities_kept_as_a_column_count_as_the_answers_would(
+    book: BookSchema, reference: Reference, size: int
+) -> None:
+    """A batch request's PDs come as a list (its answers kept as columns): the same counts."""
+    raw, probability = rows(size, seed=7, reference=reference)
+    from_answers, from_column = (
+        ReferenceBinCounter(reference, book),
+        ReferenceBinCounter(reference, book),
+    )
+    from_answers.record(raw, answers_of(probability))
+    from_column.record_probabilities(raw, probability.tolist())
+    assert from_column.take() == from_answers.take() == expected_counts(reference, raw, probability)
+
+
 def test_the_fields_hold_bin_indices_only_never_an_applicant_value(
     book: BookSchema, reference: Reference
 ) -> None:
