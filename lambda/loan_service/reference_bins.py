@@ -6,11 +6,10 @@ against the same ``reference.json`` ``loan-default monitor`` uses. Only bin indi
 process, never an applicant's values.
 
 The request path pays one ``record`` per request. A block of rows (a batch request, or the
-requests one coalesced model call answered) is binned in ONE vectorized comparison against a
-(variables x edges) matrix of the reference's inner edges, padded with NaN (``NaN <= x`` is
-false, so padding never counts): the number of edges at or below a value is exactly
-``searchsorted(cuts, x, side="right")``, the rule of ``loan_service.stability`` (the tests check
-they agree). A request of a few rows - the single-loan case - waits: its rows are binned with
+requests one coalesced model call answered) is binned in one ``searchsorted(cuts, x,
+side="right")`` per number, the rule of ``loan_service.stability`` (comparing every value with a
+NaN-padded matrix of every edge cost three times as much; the tests check the block and one-row
+paths agree). A request of a few rows - the single-loan case - waits: its rows are binned with
 the others' in one such pass once ``PENDING_ROWS`` have come, or at the next ``take``; fewer than
 ``VECTORIZED_FROM`` rows (a Lambda invocation's one loan) take ``bisect_right`` per value
 instead: each numpy call costs a few microseconds whatever its size, about ten of them bin one
