@@ -167,24 +167,27 @@ _EXACT_INTEGERS_BELOW: Final = 2.0**53
 
 def build_batch_rows(book: BookSchema) -> BatchRows | None:
     """A second reader of ``/predict/batch`` bodies for a book of numbers: pydantic-core's JSON
-    mode into plain dicts of strict floats with the same bounds (no model instances, no Python
-    validator per count), then the rows in one array. A 1,000-loan body costs a third of the
-    ``LoanBatch`` validation and ``model_input`` rows.
+    mode into plain dicts of strict floats (no model instances, no Python validator per count,
+    no field-by-field typed dict: a third less than one), then the rows in one array, where the
+    fields and bounds are checked column by column. A 1,000-loan body costs about a quarter of
+    the ``LoanBatch`` validation and ``model_input`` rows.
 
     It accepts no body ``LoanBatch`` refuses: the same strictness (no text, booleans, NaN,
-    Infinity, unknown or missing fields; 1 to 1000 loans), the same bounds, and counts that are
-    whole numbers below 2**53 (where a float and the integer compare alike); anything else is
-    None and goes to ``LoanBatch``. A count's ``-0.0`` is row ``0.0``, as ``LoanBatch`` reads it.
-    Books with categories (and bounds that are not exact floats) keep ``LoanBatch`` alone."""
-    fields: dict[str, core_schema.TypedDictField] = {}
-    for feature in book.features:
+    Infinity, unknown or missing fields: each loan has exactly the book's names; 1 to 1000
+    loans), the same bounds, and counts that are whole numbers below 2**53 (where a float and the
+    integer compare alike); anything else is None and goes to ``LoanBatch``. A count's ``-0.0``
+    is row ``0.0``, as ``LoanBatch`` reads it. Books with categories (and bounds that are not
+    exact floats) keep ``LoanBatch`` alone."""
+    checks: list[tuple[int, str, float]] = []  # (column, operator, bound)
+    for column, feature in enumerate(book.features):
         bounds = (feature.min, feature.greater_than, feature.max)
         if feature.is_category or any(b is not None and float(b) != b for b in bounds):
             return None
-        ge, gt, le = (None if b is None else float(b) for b in bounds)
-        number = core_schema.float_schema(strict=True, allow_inf_nan=False, ge=ge, gt=gt, le=le)
-        fields[feature.name] = core_schema.typed_dict_field(number, required=True)
-    loan = core_schema.typed_dict_schema(fields, extra_behavior="forbid", strict=True, total=True)
+        for operator, bound in zip(("ge", "gt", "le"), bounds, strict=True):
+            if bound is not None:
+                checks.append((column, operator, float(bound)))
+    number = core_schema.float_schema(strict=True, allow_inf_nan=False)
+    loan = core_schema.dict_schema(core_schema.str_schema(strict=True), number, strict=True)
     loans = core_schema.list_schema(loan, min_length=1, max_length=MAX_BATCH_LOANS, strict=True)
     body = core_schema.typed_dict_schema(
         {"loans": core_schema.typed_dict_field(loans, required=True)},
@@ -193,22 +196,36 @@ def build_batch_rows(book: BookSchema) -> BatchRows | None:
         total=True,
     )
     validator = SchemaValidator(body)
-    row_of = itemgetter(*book.feature_names) if len(book.features) > 1 else None
+    names = book.feature_names
+    width = len(names)
+    row_of = itemgetter(*names) if width > 1 else None
     counts = [index for index, feature in enumerate(book.features) if feature.type == "integer"]
 
     def batch_rows(raw_body: bytes) -> np.ndarray | None:
         try:
             loans = validator.validate_json(raw_body)["loans"]
-        except ValueError:  # ValidationError, or a body that is not even text: LoanBatch decides
+            # Every name present (a missing one is a KeyError) and no other (the sizes add up).
+            if sum(map(len, loans)) != width * len(loans):
+                return None
+            if row_of is None:
+                rows = np.array([[loan[names[0]]] for loan in loans], dtype=np.float64)
+            else:
+                # One pass of C iterators into the array: a third less than a list of tuples.
+                rows = np.fromiter(
+                    chain.from_iterable(map(row_of, loans)), np.float64, len(loans) * width
+                ).reshape(len(loans), width)
+        except (ValueError, KeyError):  # ValidationError, not even text, a field missing
             return None
-        if row_of is None:
-            rows = np.array([[loan[book.feature_names[0]]] for loan in loans], dtype=np.float64)
-        else:
-            # One pass of C iterators into the array: a third less than a list of row tuples.
-            width = len(book.features)
-            rows = np.fromiter(
-                chain.from_iterable(map(row_of, loans)), np.float64, len(loans) * width
-            ).reshape(len(loans), width)
+        for column, operator, bound in checks:
+            values = rows[:, column]
+            if operator == "ge":
+                inside = values >= bound
+            elif operator == "gt":
+                inside = values > bound
+            else:
+                inside = values <= bound
+            if not inside.all():
+                return None
         if counts:
             whole = rows[:, counts]
             if not (
