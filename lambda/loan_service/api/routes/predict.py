@@ -4,9 +4,11 @@ Like MLflow's scoring server's hot route, these are served as plain Starlette ro
 (``RawBodyRoute``): the endpoint reads the raw body and returns a ``Response``. The body is
 validated by the loan book's ``LoanApplication`` / ``LoanBatch`` (built from the manifest's schema
 at start-up, ``PredictionService.request_models``) in pydantic-core's JSON mode (no ``json.loads``,
-no dict in between) and the answer is serialized by pydantic-core in one call. FastAPI's body
-parsing, dependency resolution and response-model validation cost ~130 us of a ~210 us
-``/predict`` here (``bench/serving.py``), more than the model and its reasons together.
+no dict in between) and the answer is serialized by pydantic-core in one call (a batch's
+predictions are written from the scorer's columns, the same bytes,
+``LoanAssessor.answers_json``). FastAPI's body parsing, dependency resolution and
+response-model validation cost ~130 us of a ~210 us ``/predict`` here (``bench/serving.py``),
+more than the model and its reasons together.
 
 They are still FastAPI routes for the OpenAPI document, which describes both bodies and every
 answer: ``openapi_extra`` names the request models (``application.create_app`` adds their schemas
