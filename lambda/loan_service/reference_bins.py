@@ -166,23 +166,14 @@ class ReferenceBinCounter:
         return bins
 
     def record(self, raw: np.ndarray, answers: Sequence[Any]) -> None:
-        """Count one request's rows: ``raw`` as scored, the PDs as answered.
+        """Count one request's rows: ``raw`` as scored, the PDs as answered."""
+        self.record_probabilities(raw, list(map(itemgetter("probability"), answers)))
+
+    def record_probabilities(self, raw: np.ndarray, probabilities: Sequence[float]) -> None:
+        """``record`` for answers kept as columns: the PDs as answered.
 
         A block is binned at once; a few rows (a single-loan request) wait with the others
         until ``PENDING_ROWS`` have come or the next ``take``, and are then binned together."""
-        if len(answers) >= VECTORIZED_FROM:
-            probability = np.fromiter(
-                map(itemgetter("probability"), answers), np.float64, len(answers)
-            )
-            self._count_block(raw, probability)
-            return
-        self._pending.append((raw, list(map(itemgetter("probability"), answers))))
-        self._pending_rows += len(answers)
-        if self._pending_rows >= PENDING_ROWS:
-            self._count_pending()
-
-    def record_probabilities(self, raw: np.ndarray, probabilities: Sequence[float]) -> None:
-        """``record`` for answers kept as columns: the PDs as answered, already in a list."""
         if len(probabilities) >= VECTORIZED_FROM:
             self._count_block(raw, np.array(probabilities, dtype=np.float64))
             return

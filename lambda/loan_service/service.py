@@ -59,16 +59,14 @@ class RequestContext:
 
 @dataclass(frozen=True, slots=True)
 class PredictionRequest:
-    """One request's loans (or their rows, already in the model's feature order), where it came
-    in, and its context."""
+    """One request's loans, where it came in, and its context."""
 
     loans: Sequence[LoanInput]
     endpoint: str
     context: RequestContext
-    rows: np.ndarray | None = None
 
     def matrix(self) -> np.ndarray:
-        return loans_to_matrix(self.loans) if self.rows is None else self.rows
+        return loans_to_matrix(self.loans)
 
 
 Answers = list[list[PredictionAnswer]]  # per request, its answers in order
@@ -175,15 +173,10 @@ class PredictionService:
         """Score, then record (counters + one enqueue); never waits on anything but the model."""
         return self.predict_together([PredictionRequest(loans, endpoint, context)])[0]
 
-    def predict_rows(
-        self, rows: np.ndarray, endpoint: str, context: RequestContext
-    ) -> list[PredictionAnswer]:
-        """``predict`` for loans already read into (n, k) rows (``RequestModels.batch_rows``)."""
-        return self.predict_together([PredictionRequest((), endpoint, context, rows)])[0]
-
     def predict_rows_json(self, rows: np.ndarray, endpoint: str, context: RequestContext) -> bytes:
-        """``to_json(predict_rows(...))``, the same bytes and records, from the scorer's columns:
-        no answer dict is built unless the prediction log or the shadow challenger reads one."""
+        """``to_json`` of ``predict``'s answers for loans already read into (n, k) rows
+        (``RequestModels.batch_rows``), the same bytes and records, from the scorer's columns: no
+        answer dict is built unless the prediction log or the shadow challenger reads one."""
         answers = self.assessor.block_answers(rows, context.request_id)
         latency_ns = time.perf_counter_ns() - context.started_ns
         self._record(endpoint, rows, answers, context, latency_ns)
