@@ -1,4 +1,5 @@
-"""Entry points: ``app`` (FastAPI, for uvicorn) and ``handler`` (AWS Lambda: ``main.handler``).
+"""Entry points: ``app`` (the ASGI application, for uvicorn) and ``handler`` (AWS Lambda:
+``main.handler``).
 
 Importing this module verifies the artifact folder (every sha256), loads the model once and warms
 it up; a bad artifact stops the import with a message naming the file.

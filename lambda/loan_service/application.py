@@ -1,66 +1,42 @@
-"""``create_app``: verify the artifacts, load the model once, wire routes, middleware and errors.
+"""``create_app``: verify the artifacts, load the model once, wire the routes and the middleware.
 
 Everything that can be done once happens here, at import of ``main``: the sha256 checks, the ONNX
-session, a warm-up prediction, the response models. The lifespan below only serves long-lived
-servers (uvicorn); Mangum runs with ``lifespan="off"`` because it would run it on every invocation.
+session, a warm-up prediction, the request models. ``ServiceApp`` (``main.app``) is the ASGI
+application: the middleware, then the two hot routes (``api/routes/predict.py``) answered
+directly, and every other request, and uvicorn's lifespan, handed to the FastAPI application
+(``api/app.py``). Nothing imported here loads FastAPI: it is built when a request or the
+lifespan first needs it, so a Lambda function's first prediction does not wait for it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Final
 
-from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
-from fastapi.telemetry import TelemetryConfig
-from pydantic.json_schema import models_json_schema
-from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from loan_service.api.routes import PREDICTION_ROUTES, ROUTERS
+from loan_service import long_lived_startup
+from loan_service.api.routes.predict import HOT_ROUTES
 from loan_service.artifacts import ArtifactError, load_artifacts
-from loan_service.errors import install_error_handlers
 from loan_service.loading import build_assessor
 from loan_service.middleware import (
     MAX_BODY_BYTES,
     ExternalPathMiddleware,
     RequestBodyMiddleware,
     RequestContextMiddleware,
+    route_path,
 )
 from loan_service.observability import Observability
 from loan_service.prediction_log import PredictionLog, build_prediction_log
 from loan_service.reference_bins import ReferenceBinCounter
-from loan_service.schemas import RequestModels
 from loan_service.service import PredictionService
 from loan_service.settings import Settings
 from loan_service.shadow import ChallengerSpec, ShadowScorer, challenger_folder
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 SOURCE_ROOT: Final = Path(__file__).resolve().parent.parent  # lambda/ here, /var/task in the image
-API_TITLE: Final = "Loan default prediction"
-SHUTDOWN_FLUSH_SECONDS: Final = 5.0
-SWAGGER_UI_VERSION: Final = "5.17.14"
-SWAGGER_UI_CDN: Final = f"https://cdn.jsdelivr.net/npm/swagger-ui-dist@{SWAGGER_UI_VERSION}"
-# Subresource Integrity of the two assets: the sha384 of the files in the npm package
-# swagger-ui-dist at that version, which jsDelivr serves byte for byte. The browser runs no other
-# bytes, so a compromised CDN cannot put script into the origin that holds the API key. A test
-# recomputes both from the package (package.json pins it; `npm ci` installs it).
-SWAGGER_UI_INTEGRITY: Final[dict[str, str]] = {
-    "swagger-ui-bundle.js": (
-        "sha384-wmyclcVGX/WhUkdkATwhaK1X1JtiNrr2EoYJ+diV3vj4v6OC5yCeSu+yW13SYJep"
-    ),
-    "swagger-ui.css": "sha384-wxLW6kwyHktdDGr6Pv1zgm/VGJh99lfUbzSn6HNHBENZlCN7W602k9VkGdxuFvPn",
-}
-# FastAPI's native OpenTelemetry hooks stay off: they would cost time on every request if any
-# library (MLflow) ever installed a global tracer provider.
-_NO_TELEMETRY: Final[TelemetryConfig] = {
-    "tracing": False,
-    "metrics": False,
-    "logs": False,
-    "operation_spans": False,
-}
 
 
 def build_service(
@@ -140,27 +116,47 @@ def build_shadow(
     )
 
 
-def _server_lifespan(
-    service: PredictionService,
-) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
-    """Long-lived servers only: periodic EMF on ECS, and drain the prediction log at shutdown."""
+class ServiceApp(RequestContextMiddleware):
+    """``main.app``: ``RequestContextMiddleware`` (this class: no extra layer per request), the
+    external path, the body checks, then ``dispatch``.
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        publisher = None
-        if service.observability.publishes_server_metrics:
-            publisher = asyncio.create_task(service.observability.publish_server_metrics_forever())
-        try:
-            yield
-        finally:
-            if publisher is not None:
-                publisher.cancel()
-                service.observability.flush_server_metrics()
-            if service.shadow is not None:
-                await asyncio.to_thread(service.shadow.close, SHUTDOWN_FLUSH_SECONDS)
-            await asyncio.to_thread(service.prediction_log.close, SHUTDOWN_FLUSH_SECONDS)
+    ``dispatch`` hands a ``POST`` to a hot route's path straight to that route, and everything
+    else (other paths and methods, the lifespan) to the FastAPI application, which it builds on
+    first need (``api``): on a server that is the lifespan's start-up, before any request; on
+    Lambda (Mangum runs no lifespan) the first request for another path pays for importing
+    FastAPI, and a prediction never does."""
 
-    return lifespan
+    def __init__(self, settings: Settings, service: PredictionService) -> None:
+        self.service = service
+        self.hot_apps: dict[str, ASGIApp] = {
+            route.path: route.bind(service) for route in HOT_ROUTES
+        }
+        self._api: FastAPI | None = None
+        body_checks = RequestBodyMiddleware(self.dispatch, max_bytes=MAX_BODY_BYTES)
+        super().__init__(ExternalPathMiddleware(body_checks, base_path=settings.api_base_path))
+
+    @property
+    def api(self) -> FastAPI:
+        """The FastAPI application (built once, with the collector paused as at start-up)."""
+        if self._api is None:
+            with long_lived_startup():
+                from loan_service.api.app import create_api
+
+                self._api = create_api(self.service, self.hot_apps)
+        return self._api
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            hot = self.hot_apps.get(route_path(scope))
+            if hot is not None:
+                await hot(scope, receive, send)
+                return
+        await self.api(scope, receive, send)
+
+    def openapi(self) -> dict[str, object]:
+        """The OpenAPI document (``/openapi.json``)."""
+        document: dict[str, object] = self.api.openapi()
+        return document
 
 
 def create_app(
@@ -168,87 +164,7 @@ def create_app(
     *,
     source_root: Path = SOURCE_ROOT,
     service: PredictionService | None = None,
-) -> FastAPI:
-    """The FastAPI application (``main.app``); pass ``service`` to reuse an already loaded one."""
+) -> ServiceApp:
+    """The service's ASGI application (``main.app``); pass ``service`` to reuse a loaded one."""
     settings = settings or Settings()
-    service = service or build_service(settings, source_root)
-    manifest = service.bundle.manifest
-    middleware = [
-        Middleware(RequestContextMiddleware),
-        Middleware(ExternalPathMiddleware, base_path=settings.api_base_path),
-        Middleware(RequestBodyMiddleware, max_bytes=MAX_BODY_BYTES),
-    ]
-    app = FastAPI(
-        title=API_TITLE,
-        version=manifest.model_version,
-        summary="Probability of default, decision, reasons and expected loss for loan applicants.",
-        description=(
-            f"Model `{manifest.model_version}` ({manifest.model.name}), threshold "
-            f"{manifest.threshold}. Bodies are JSON, at most {MAX_BODY_BYTES // 1024} KiB."
-        ),
-        redoc_url=None,
-        docs_url=None,  # served below with Swagger UI pinned to an exact version
-        lifespan=_server_lifespan(service),
-        middleware=middleware,
-        telemetry=_NO_TELEMETRY,
-        # A body without Content-Type is JSON (see ``RequestBodyMiddleware`` for why).
-        strict_content_type=False,
-    )
-    app.state.service = service
-    # The hot routes are matched first (FastAPI put its /openapi.json route in the list already).
-    app.router.routes[:0] = PREDICTION_ROUTES
-    for router in ROUTERS:
-        app.include_router(router)
-    install_error_handlers(app)
-    _document_request_bodies(app, service.request_models)
-    _add_docs(app)
-    return app
-
-
-def _document_request_bodies(app: FastAPI, models: RequestModels) -> None:
-    """Add the prediction routes' body models to the OpenAPI components.
-
-    Those routes read the raw body themselves (``api/routes/predict.py``), so FastAPI does not
-    see the models; their operations name them in ``openapi_extra``. The schemas are generated
-    as FastAPI generates a body parameter's (pydantic, validation mode, the same ref template).
-    """
-    build_document = app.openapi
-
-    def openapi() -> dict[str, object]:
-        if app.openapi_schema is None:
-            document = build_document()
-            _, definitions = models_json_schema(
-                [(model, "validation") for model in (models.application, models.batch)],
-                ref_template="#/components/schemas/{model}",
-            )
-            schemas = {**document["components"]["schemas"], **definitions["$defs"]}
-            document["components"]["schemas"] = dict(sorted(schemas.items()))
-        return app.openapi_schema or {}
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _with_integrity(page: str) -> str:
-    """Swagger UI's page with ``integrity`` and ``crossorigin`` on its two CDN assets."""
-    for name, digest in SWAGGER_UI_INTEGRITY.items():
-        url = f"{SWAGGER_UI_CDN}/{name}"
-        tag = f'src="{url}"' if name.endswith(".js") else f'href="{url}"'
-        if tag not in page:
-            raise RuntimeError(f"Swagger UI's page no longer loads {name} as expected")
-        page = page.replace(tag, f'{tag} integrity="{digest}" crossorigin="anonymous"')
-    return page
-
-
-def _add_docs(app: FastAPI) -> None:
-    """``/docs``: FastAPI's Swagger UI page, its assets at one exact version, not ``@5``."""
-
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        root_path = request.scope.get("root_path", "").rstrip("/")
-        page = get_swagger_ui_html(
-            openapi_url=f"{root_path}{app.openapi_url}",
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{SWAGGER_UI_CDN}/swagger-ui-bundle.js",
-            swagger_css_url=f"{SWAGGER_UI_CDN}/swagger-ui.css",
-        )
-        return HTMLResponse(_with_integrity(bytes(page.body).decode()))
+    return ServiceApp(settings, service or build_service(settings, source_root))

@@ -7,22 +7,19 @@ Every error answer is small, whatever the request: a 422 lists at most ``MAX_ERR
 errors (with ``detail_total``, how many there were), and every name it echoes from the request (an
 unknown key, say) is cut to ``MAX_ECHOED_CHARS``. A body of 80,000 unknown keys gets a 422 of a
 few KB, not of 9 MB (which Lambda, with its 6 MB response limit, would turn into a 502).
+
+This module is the answers' shapes and imports no FastAPI: the hot routes answer an invalid body
+with it before FastAPI is loaded. FastAPI's own handlers (404, 405, ...) are ``api/errors.py``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
-from http import HTTPStatus
 from typing import Any, Final
 
 import pydantic_core
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loan_service.schemas import MAX_BATCH_LOANS
 
@@ -56,8 +53,6 @@ NUMBER_TOO_LONG_MESSAGE: Final = (
     "A number in the body has more than 4300 digits; no field takes such a value."
 )
 
-_log = logging.getLogger(__name__)
-
 
 def error_code(status: int) -> str:
     return ERROR_CODES.get(status, "client_error" if status < 500 else "internal_error")
@@ -72,17 +67,10 @@ def error_body(status: int, message: str, request_id: str) -> bytes:
     return json.dumps(error_payload(status, message, request_id)).encode()
 
 
-def request_id_of(request: Request) -> str:
-    return str(getattr(request.state, "request_id", "") or "")
-
-
-def _json_error(request: Request, status: int, message: str, **extra: Any) -> JSONResponse:
-    request_id = request_id_of(request)
-    return JSONResponse(
-        error_payload(status, message, request_id, **extra),
-        status_code=status,
-        headers={REQUEST_ID_HEADER: request_id} if request_id else None,
-    )
+def error_json(status: int, message: str, request_id: str, **extra: Any) -> bytes:
+    """The error as a route answers it: the bytes of Starlette's ``JSONResponse`` of it."""
+    payload = error_payload(status, message, request_id, **extra)
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def clip(text: str, limit: int = MAX_ECHOED_CHARS) -> str:
@@ -175,17 +163,30 @@ def is_number_out_of_range(error: ValidationError) -> bool:
     return problem["type"] == "json_invalid" and "number out of range" in problem["msg"]
 
 
-class CappedValidationError(RequestValidationError):
-    """A body's first ``MAX_ERROR_DETAILS`` errors (located under ``body``) and how many it had."""
+class InvalidBody(Exception):
+    """A body the route's model refuses: its first ``MAX_ERROR_DETAILS`` errors, located under
+    ``body`` (pydantic's dicts), and how many it had. ``answer`` says how it is answered."""
 
-    def __init__(self, errors: Sequence[Any], total: int) -> None:
-        super().__init__(errors)
-        self.total = total
+    def __init__(self, errors: Sequence[Any], total: int | None = None) -> None:
+        super().__init__("invalid request body")
+        self.errors = list(errors)
+        self.total = len(self.errors) if total is None else total
+
+    def answer(self) -> tuple[int, str, dict[str, Any]]:
+        """(status, message, extra fields): 415 when the body is not JSON, 413 for a batch over
+        the limit, else 422 with each field."""
+        if any(error.get("type") == "json_invalid" for error in self.errors):
+            return 415, NOT_JSON_MESSAGE, {}
+        if any(_is_batch_too_long(error) for error in self.errors):
+            return 413, TOO_MANY_LOANS_MESSAGE, {}
+        details = validation_details(self.errors)
+        message = invalid_request_message(details, self.total)
+        return 422, message, {"detail": details, "detail_total": self.total}
 
 
 def capped_validation_error(
     model: type[BaseModel], body: bytes, error: ValidationError
-) -> CappedValidationError:
+) -> InvalidBody:
     """The first ``MAX_ERROR_DETAILS`` errors of ``body`` and how many it had, quickly.
 
     ``error.errors()`` builds a dict per error: ~0.9 s for 80,000 unknown keys here, ten times
@@ -205,87 +206,9 @@ def capped_validation_error(
             pass
     errors = error.errors(include_url=False, include_input=False, include_context=False)
     located = [{**item, "loc": ("body", *item["loc"])} for item in errors[:MAX_ERROR_DETAILS]]
-    return CappedValidationError(located, total)
+    return InvalidBody(located, total)
 
 
 def _is_batch_too_long(error: Any) -> bool:
     loc = tuple(error.get("loc", ()))
     return error.get("type") == "too_long" and loc == ("body", "loans")
-
-
-async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """422 with every field; 415 when the body is not JSON; 413 for a batch over the limit."""
-    assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    if any(error.get("type") == "json_invalid" for error in errors):
-        return _json_error(request, 415, NOT_JSON_MESSAGE)
-    if any(_is_batch_too_long(error) for error in errors):
-        return _json_error(request, 413, TOO_MANY_LOANS_MESSAGE)
-    total = exc.total if isinstance(exc, CappedValidationError) else len(errors)
-    details = validation_details(errors)
-    message = invalid_request_message(details, total)
-    return _json_error(request, 422, message, detail=details, detail_total=total)
-
-
-def _number_too_long(exc: BaseException) -> bool:
-    """Python's ``json`` refuses integers over 4300 digits with a plain ``ValueError`` (not a
-    decode error): the body IS JSON, just with a value no field accepts."""
-    cause = exc.__cause__
-    return (
-        isinstance(cause, ValueError)
-        and not isinstance(cause, UnicodeError)
-        and "digits" in str(cause)
-    )
-
-
-async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """404, 405 and friends in the common shape, with a message that names no internals."""
-    assert isinstance(exc, StarletteHTTPException)
-    status = exc.status_code
-    if status == 400 and exc.detail == FASTAPI_BODY_PARSE_ERROR:
-        if _number_too_long(exc):
-            detail = [
-                {
-                    "loc": ["body"],
-                    "field": "body",
-                    "msg": NUMBER_TOO_LONG_MESSAGE,
-                    "type": "number_too_long",
-                }
-            ]
-            return _json_error(
-                request, 422, invalid_request_message(detail, 1), detail=detail, detail_total=1
-            )
-        # FastAPI's answer to a JSON-typed body it cannot decode (e.g. invalid UTF-8): the body
-        # is not JSON, which the contract answers with 415.
-        return _json_error(request, 415, NOT_JSON_MESSAGE)
-    message = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-    if status == 404:
-        message = "No such endpoint. See /docs for the API."
-    elif status == 405:
-        message = f"{request.method} is not allowed here. See /docs for the API."
-    response = _json_error(request, status, message)
-    if exc.headers:
-        for name, value in exc.headers.items():
-            response.headers.setdefault(name, value)
-    return response
-
-
-async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Log the traceback server-side; answer 500 with a fixed message.
-
-    ``RequestContextMiddleware`` answers errors escaping the routes; this handler covers what
-    fails outside it (Starlette's outermost error middleware)."""
-    _log.error(
-        "unhandled error answering %s %s",
-        request.method,
-        request.url.path,
-        exc_info=exc,
-        extra={"request_id": request_id_of(request)},
-    )
-    return _json_error(request, 500, INTERNAL_ERROR_MESSAGE)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    app.add_exception_handler(Exception, unhandled_error_handler)

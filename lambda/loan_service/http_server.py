@@ -65,8 +65,9 @@ from loan_service.server_limits import (
 )
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
     from pydantic import ValidationError
+
+    from loan_service.application import ServiceApp
 
 # uvicorn imports the app through this factory, in this process or in each worker process.
 APP_FACTORY: Final = "loan_service.http_server:load_app"
@@ -75,7 +76,7 @@ EXIT_NOT_STARTED: Final = STARTUP_FAILURE
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
 
-def load_app() -> FastAPI:
+def load_app() -> ServiceApp:
     """The app ``main.app`` is, built from the environment; an unusable artifact folder or an
     invalid setting ends the process with one line, not a traceback."""
     limit_blas_threads()
@@ -88,6 +89,7 @@ def load_app() -> FastAPI:
 
         try:
             app = create_app()
+            app.api  # noqa: B018 - a server builds FastAPI now, before its first request
         except ArtifactError as error:
             refuse(str(error))
         except ValidationError as error:

@@ -32,8 +32,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
-from fastapi import FastAPI
 from mangum import Mangum
+from mangum.types import ASGI
 
 from loan_service.errors import JSON_CONTENT_TYPE, REQUEST_ID_HEADER, error_body
 from loan_service.lambda_shutdown import install_shutdown_drain
@@ -158,7 +158,7 @@ def malformed_response(event: dict[str, Any], problem: str) -> dict[str, Any]:
     return response
 
 
-def build_lambda_handler(app: FastAPI, service: PredictionService) -> LambdaHandler:
+def build_lambda_handler(app: ASGI, service: PredictionService) -> LambdaHandler:
     asgi_adapter = Mangum(app, lifespan="off")
     observability = service.observability
     if observability.settings.on_lambda:

@@ -100,7 +100,9 @@ DOCS_PATHS: Final = frozenset({"/docs", "/docs/oauth2-redirect"})
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: ``path`` without the ``root_path`` prefix, as Starlette
+    routes (``/prod/predict`` under ``/prod`` is ``/predict``)."""
     path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
     if root_path and path.startswith(root_path) and path[len(root_path) :][:1] in ("", "/"):
@@ -181,7 +183,7 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         state["started_ns"] = time.perf_counter_ns()
         state["started_wall_ns"] = time.time_ns()
-        added = ((_REQUEST_ID_BYTES, request_id.encode()), *security_headers(_route_path(scope)))
+        added = ((_REQUEST_ID_BYTES, request_id.encode()), *security_headers(route_path(scope)))
         response_started = False
 
         async def send_with_headers(message: Message) -> None:

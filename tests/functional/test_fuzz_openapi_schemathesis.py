@@ -30,11 +30,11 @@ from typing import Final
 
 import pytest
 import schemathesis
-from fastapi import FastAPI
 from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import events, from_schema
 from starlette.testclient import TestClient
 
+from loan_service.application import ServiceApp
 from tests.support.loans import TYPICAL_LOAN
 from tests.support.serving_fixtures import build_test_app
 
@@ -71,7 +71,7 @@ class FuzzRun:
     errors: list[str] = field(default_factory=list)
 
 
-def fuzz(app: FastAPI) -> FuzzRun:
+def fuzz(app: ServiceApp) -> FuzzRun:
     """Every phase, every operation, every check; collect instead of stopping at the first."""
     config = SchemathesisConfig.from_dict(
         {
@@ -123,23 +123,23 @@ def fuzz(app: FastAPI) -> FuzzRun:
 
 
 @pytest.fixture(scope="module")
-def app(trained_artifacts: Path) -> FastAPI:
+def app(trained_artifacts: Path) -> ServiceApp:
     return build_test_app(trained_artifacts)[0]
 
 
 @pytest.fixture(scope="module")
-def fuzz_run(app: FastAPI) -> FuzzRun:
+def fuzz_run(app: ServiceApp) -> FuzzRun:
     return fuzz(app)
 
 
 @pytest.fixture(scope="module")
-def client(app: FastAPI) -> Iterator[TestClient]:
+def client(app: ServiceApp) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
 
 def test_the_published_openapi_documents_413_415_and_422_for_both_prediction_endpoints(
-    app: FastAPI,
+    app: ServiceApp,
 ) -> None:
     paths = app.openapi()["paths"]
     for path in ("/predict", "/predict/batch"):
@@ -148,7 +148,7 @@ def test_the_published_openapi_documents_413_415_and_422_for_both_prediction_end
 
 
 def test_schemathesis_exercised_every_operation_the_app_publishes(
-    app: FastAPI, fuzz_run: FuzzRun
+    app: ServiceApp, fuzz_run: FuzzRun
 ) -> None:
     published = {
         f"{method.upper()} {path}"

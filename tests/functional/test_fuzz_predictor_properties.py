@@ -24,11 +24,11 @@ from typing import Any, Final
 
 import numpy as np
 import pytest
-from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from loan_service.application import ServiceApp
 from loan_service.artifacts import load_artifacts
 from loan_service.predictor import DefaultRiskModel, load_probability_model
 from tests.support.candidates import train_candidate
@@ -105,7 +105,7 @@ def model_artifacts(
 
 @pytest.fixture(scope="module")
 def client(model_artifacts: Path) -> Iterator[TestClient]:
-    app: FastAPI = build_test_app(model_artifacts)[0]
+    app: ServiceApp = build_test_app(model_artifacts)[0]
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 

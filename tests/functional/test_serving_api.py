@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fastapi import FastAPI
 from starlette.testclient import TestClient
 
+from loan_service.application import ServiceApp
 from loan_service.scoring import loans_to_matrix
 from loan_service.service import PredictionService
 from tests.support.default_book import FEATURES, LoanApplication
@@ -33,17 +33,17 @@ CONTRACT_FIELDS = {
 
 
 @pytest.fixture(scope="module")
-def app_and_service(trained_artifacts: Path) -> tuple[FastAPI, PredictionService]:
+def app_and_service(trained_artifacts: Path) -> tuple[ServiceApp, PredictionService]:
     return build_test_app(trained_artifacts)
 
 
 @pytest.fixture(scope="module")
-def service(app_and_service: tuple[FastAPI, PredictionService]) -> PredictionService:
+def service(app_and_service: tuple[ServiceApp, PredictionService]) -> PredictionService:
     return app_and_service[1]
 
 
 @pytest.fixture(scope="module")
-def client(app_and_service: tuple[FastAPI, PredictionService]) -> Iterator[TestClient]:
+def client(app_and_service: tuple[ServiceApp, PredictionService]) -> Iterator[TestClient]:
     with TestClient(app_and_service[0], raise_server_exceptions=False) as test_client:
         yield test_client
 

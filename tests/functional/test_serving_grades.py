@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fastapi import FastAPI
 from starlette.testclient import TestClient
 
+from loan_service.application import ServiceApp
 from loan_service.service import PredictionService
 from tests.support.default_book import FEATURES
 from tests.support.loans import RISKY_LOAN, SAFE_LOAN
@@ -19,18 +19,18 @@ from tests.support.serving_fixtures import build_test_app
 
 
 @pytest.fixture(scope="module")
-def app_and_service(trained_artifacts: Path) -> tuple[FastAPI, PredictionService]:
+def app_and_service(trained_artifacts: Path) -> tuple[ServiceApp, PredictionService]:
     return build_test_app(trained_artifacts)
 
 
 @pytest.fixture(scope="module")
-def client(app_and_service: tuple[FastAPI, PredictionService]) -> Iterator[TestClient]:
+def client(app_and_service: tuple[ServiceApp, PredictionService]) -> Iterator[TestClient]:
     with TestClient(app_and_service[0]) as test_client:
         yield test_client
 
 
 def test_single_answers_carry_the_grade_of_their_pd(
-    client: TestClient, app_and_service: tuple[FastAPI, PredictionService]
+    client: TestClient, app_and_service: tuple[ServiceApp, PredictionService]
 ) -> None:
     scale = app_and_service[1].bundle.master_scale
     assert scale is not None
@@ -42,7 +42,7 @@ def test_single_answers_carry_the_grade_of_their_pd(
 
 
 def test_batch_grades_equal_the_master_scale_lookup_and_rise_with_the_pd(
-    client: TestClient, app_and_service: tuple[FastAPI, PredictionService]
+    client: TestClient, app_and_service: tuple[ServiceApp, PredictionService]
 ) -> None:
     service = app_and_service[1]
     scale = service.bundle.master_scale

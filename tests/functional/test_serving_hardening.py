@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from loan_service.application import SWAGGER_UI_CDN, SWAGGER_UI_INTEGRITY, SWAGGER_UI_VERSION
+from loan_service.api.app import SWAGGER_UI_CDN, SWAGGER_UI_INTEGRITY, SWAGGER_UI_VERSION
+from loan_service.application import ServiceApp
 from loan_service.errors import MAX_ECHOED_CHARS, MAX_ERROR_DETAILS
 from loan_service.service import PredictionService
 from tests.support.loans import RISKY_LOAN, TYPICAL_LOAN
@@ -27,12 +27,12 @@ ERROR_ANSWER_MAX_BYTES = 16 * 1024
 
 
 @pytest.fixture(scope="module")
-def app_and_service(trained_artifacts: Path) -> tuple[FastAPI, PredictionService]:
+def app_and_service(trained_artifacts: Path) -> tuple[ServiceApp, PredictionService]:
     return build_test_app(trained_artifacts)
 
 
 @pytest.fixture(scope="module")
-def client(app_and_service: tuple[FastAPI, PredictionService]) -> Iterator[TestClient]:
+def client(app_and_service: tuple[ServiceApp, PredictionService]) -> Iterator[TestClient]:
     with TestClient(app_and_service[0], raise_server_exceptions=False) as test_client:
         yield test_client
 

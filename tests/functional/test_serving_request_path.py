@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
+from starlette.routing import Match
 from starlette.types import Message, Scope
 
-from loan_service.api.routes import PREDICTION_ROUTES
+from loan_service.api.app import DocumentedHotRoute
+from loan_service.application import ServiceApp
 from loan_service.errors import field_path
 from loan_service.prediction_log import PredictionRecord
 from loan_service.schemas import MAX_BATCH_LOANS
@@ -40,7 +40,7 @@ REQUEST_ID = "request-path-test"
 
 
 @pytest.fixture(scope="module")
-def apps(trained_artifacts: Path) -> tuple[FastAPI, PredictionService]:
+def apps(trained_artifacts: Path) -> tuple[ServiceApp, PredictionService]:
     return build_test_app(trained_artifacts)
 
 
@@ -140,7 +140,7 @@ def outcome(answer: tuple[int, list[tuple[bytes, bytes]], bytes]) -> tuple[int, 
 )
 @given(loan=loan_objects())
 def test_predict_accepts_and_refuses_what_the_model_does(
-    apps: tuple[FastAPI, PredictionService], loan: dict[str, Any]
+    apps: tuple[ServiceApp, PredictionService], loan: dict[str, Any]
 ) -> None:
     app, service = apps
     body = json.dumps(loan, allow_nan=True).encode()
@@ -155,7 +155,7 @@ def test_predict_accepts_and_refuses_what_the_model_does(
 )
 @given(loans=st.lists(loan_objects(), min_size=0, max_size=4), wrap=st.booleans())
 def test_batch_accepts_and_refuses_what_the_model_does(
-    apps: tuple[FastAPI, PredictionService], loans: list[dict[str, Any]], wrap: bool
+    apps: tuple[ServiceApp, PredictionService], loans: list[dict[str, Any]], wrap: bool
 ) -> None:
     app, service = apps
     body = json.dumps({"loans": loans} if wrap else loans, allow_nan=True).encode()
@@ -184,7 +184,7 @@ def test_batch_accepts_and_refuses_what_the_model_does(
     ids=lambda value: value[:30].decode(errors="replace") if isinstance(value, bytes) else None,
 )
 def test_edge_bodies_get_their_status_in_the_error_shape(
-    apps: tuple[FastAPI, PredictionService], body: bytes, status: int
+    apps: tuple[ServiceApp, PredictionService], body: bytes, status: int
 ) -> None:
     answer_status, headers, answer = call(apps[0], http_scope("/predict", body), [body])
 
@@ -196,7 +196,7 @@ def test_edge_bodies_get_their_status_in_the_error_shape(
 
 
 def test_a_duplicated_key_counts_once_with_its_last_value(
-    apps: tuple[FastAPI, PredictionService],
+    apps: tuple[ServiceApp, PredictionService],
 ) -> None:
     """As ``json.loads`` decides: the last value wins."""
     body = json.dumps(TYPICAL_LOAN)[:-1].encode() + b', "fico_score": 800}'
@@ -207,13 +207,13 @@ def test_a_duplicated_key_counts_once_with_its_last_value(
     assert answer == call(apps[0], http_scope("/predict", reference), [reference])
 
 
-def test_a_batch_over_the_limit_gets_413(apps: tuple[FastAPI, PredictionService]) -> None:
+def test_a_batch_over_the_limit_gets_413(apps: tuple[ServiceApp, PredictionService]) -> None:
     body = json.dumps({"loans": [TYPICAL_LOAN] * (MAX_BATCH_LOANS + 1)}).encode()
 
     assert call(apps[0], http_scope("/predict/batch", body), [body])[0] == 413
 
 
-def test_a_body_in_many_chunks_is_read_whole(apps: tuple[FastAPI, PredictionService]) -> None:
+def test_a_body_in_many_chunks_is_read_whole(apps: tuple[ServiceApp, PredictionService]) -> None:
     body = json.dumps(RISKY_LOAN).encode()
     chunks = [body[index : index + 7] for index in range(0, len(body), 7)]
 
@@ -223,7 +223,7 @@ def test_a_body_in_many_chunks_is_read_whole(apps: tuple[FastAPI, PredictionServ
     assert chunked[0] == 200
 
 
-def test_the_routes_answer_below_a_root_path(apps: tuple[FastAPI, PredictionService]) -> None:
+def test_the_routes_answer_below_a_root_path(apps: tuple[ServiceApp, PredictionService]) -> None:
     body = json.dumps(SAFE_LOAN).encode()
     scope = {**http_scope("/prod/predict", body), "root_path": "/prod"}
 
@@ -234,7 +234,7 @@ def test_the_routes_answer_below_a_root_path(apps: tuple[FastAPI, PredictionServ
 
 
 def test_a_client_that_leaves_mid_body_is_not_scored(
-    apps: tuple[FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
+    apps: tuple[ServiceApp, PredictionService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, service = apps
     counting = CountingCalls(service.assessor.model.block_scores)
@@ -281,7 +281,7 @@ def loan_variants(count: int) -> list[dict[str, Any]]:
 
 
 def test_requests_arriving_together_share_one_model_call_and_get_their_own_answers(
-    apps: tuple[FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
+    apps: tuple[ServiceApp, PredictionService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """GIVEN six /predict requests started in the same event-loop turn WHEN they are answered
     THEN the model was called once for all six, and each answer is what that loan gets when it
@@ -307,20 +307,55 @@ def test_requests_arriving_together_share_one_model_call_and_get_their_own_answe
     assert answers == expected
 
 
-@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
-@pytest.mark.parametrize("method", ["POST", "GET", "HEAD"])
-@pytest.mark.parametrize("root_path", ["", "/prod"])
-def test_the_hot_routes_match_exactly_as_fastapi_matches_them(
-    path: str, method: str, root_path: str
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch", "/predict/", "/predictions", "/"])
+@pytest.mark.parametrize("method", ["POST", "GET", "PUT"])
+@pytest.mark.parametrize("prefix", ["", "/prod"])
+def test_main_app_hands_a_request_to_a_hot_route_exactly_when_fastapi_would(
+    apps: tuple[ServiceApp, PredictionService],
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+    method: str,
+    prefix: str,
 ) -> None:
-    """Their own cheap match (their method, their exact path) must be FastAPI's answer."""
-    scope = {**http_scope(root_path + path, b"{}"), "method": method, "root_path": root_path}
-    for route in PREDICTION_ROUTES:
-        assert route.matches(dict(scope)) == APIRoute.matches(route, dict(scope))
+    """``ServiceApp.dispatch`` matches the hot routes itself (method, path under the root path),
+    before FastAPI: it must pick the route FastAPI's own router picks, and leave to FastAPI every
+    request FastAPI routes elsewhere (a redirect, a 405, another route, a 404)."""
+    app, _ = apps
+    scope = {**http_scope(prefix + path, b"{}"), "method": method, "root_path": prefix}
+    reached: list[str] = []
+
+    def recorder(name: str) -> Any:
+        async def record(scope: Scope, receive: Any, send: Any) -> None:
+            reached.append(name)
+
+        return record
+
+    fastapi_choice = next(
+        (
+            route.path
+            for route in app.api.router.routes
+            if isinstance(route, DocumentedHotRoute) and route.matches(dict(scope))[0] is Match.FULL
+        ),
+        "FastAPI",
+    )
+    monkeypatch.setattr(app, "hot_apps", {name: recorder(name) for name in app.hot_apps})
+    monkeypatch.setattr(app, "_api", recorder("FastAPI"))
+
+    asyncio.run(app.dispatch(scope, receive_nothing, send_nothing))
+
+    assert reached == [fastapi_choice]
+
+
+async def receive_nothing() -> Message:
+    return {"type": "http.disconnect"}
+
+
+async def send_nothing(message: Message) -> None:
+    raise AssertionError(f"nothing may be sent: {message}")
 
 
 def test_a_lambda_invocation_is_scored_at_once_with_the_same_answer(
-    apps: tuple[FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
+    apps: tuple[ServiceApp, PredictionService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """GIVEN the scope of a Lambda invocation (Mangum's ``aws.event`` in it), which is the only
     request its event loop ever runs, WHEN it is answered THEN it never waits in the coalescer,
@@ -341,7 +376,7 @@ def test_a_lambda_invocation_is_scored_at_once_with_the_same_answer(
 
 
 def test_each_request_of_a_shared_call_is_counted_and_logged_as_itself(
-    apps: tuple[FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
+    apps: tuple[ServiceApp, PredictionService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, service = apps
     recorded: list[PredictionRecord] = []
@@ -369,7 +404,7 @@ def test_each_request_of_a_shared_call_is_counted_and_logged_as_itself(
 
 
 def test_a_failed_shared_call_fails_every_request_in_it_with_the_cause_chained(
-    apps: tuple[FastAPI, PredictionService], monkeypatch: pytest.MonkeyPatch
+    apps: tuple[ServiceApp, PredictionService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, service = apps
     cause = FloatingPointError("the model returned a probability outside [0, 1]")

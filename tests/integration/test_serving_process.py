@@ -65,6 +65,39 @@ def test_serving_on_onnx_loads_no_sklearn_scipy_pandas_or_mlflow(trained_artifac
     assert report["heavy"] == []
 
 
+FIRST_PREDICTION_THEN_THE_REST = """
+import json, sys
+import main
+from tests.support.events import load_project_event, response_json, shape_event
+from tests.support.lambda_context import FakeLambdaContext
+from tests.support.loans import TYPICAL_LOAN
+event = load_project_event("apigw-http-v2-prod-stage.json")
+prediction = main.handler(shape_event(event, "POST", "/prod/predict", body=TYPICAL_LOAN),
+                          FakeLambdaContext())
+fastapi_after_prediction = "fastapi" in sys.modules
+health = main.handler(shape_event(event, "GET", "/prod/health"), FakeLambdaContext())
+print(json.dumps({"prediction": prediction["statusCode"], "health": health["statusCode"],
+                  "status": response_json(health)["status"],
+                  "fastapi_after_prediction": fastapi_after_prediction,
+                  "fastapi_after_health": "fastapi" in sys.modules}))
+"""
+
+
+def test_a_lambda_functions_first_prediction_never_imports_fastapi(trained_artifacts: Path) -> None:
+    """GIVEN a fresh interpreter (a Lambda cold start) WHEN it imports main and answers a
+    ``POST /predict`` THEN FastAPI, the largest import of all, was never loaded; the first request
+    for another path loads it and is answered as always."""
+    result = run_python(FIRST_PREDICTION_THEN_THE_REST, trained_artifacts)
+    assert result.returncode == 0, result.stderr
+    assert last_json_line(result.stdout) == {
+        "prediction": 200,
+        "health": 200,
+        "status": "ok",
+        "fastapi_after_prediction": False,
+        "fastapi_after_health": True,
+    }
+
+
 THREADS_AFTER_IMPORT = """
 import json, threading
 import main

@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 
 from infra_cdk.ecs_entry import GRACEFUL_STOP_STATUSES
-from loan_service.application import build_service, create_app
+from loan_service.application import ServiceApp, build_service, create_app
 from loan_service.lambda_adapter import LambdaHandler, build_lambda_handler
 from loan_service.prediction_log import PredictionLog
 from loan_service.service import PredictionService
@@ -63,7 +62,7 @@ def build_test_app(
     prediction_log: PredictionLog | None = None,
     log_stream: io.StringIO | None = None,
     **overrides: Any,
-) -> tuple[FastAPI, PredictionService]:
+) -> tuple[ServiceApp, PredictionService]:
     settings = make_settings(artifact_dir, **overrides)
     service = build_service(
         settings, LAMBDA_ROOT, prediction_log=prediction_log, log_stream=log_stream

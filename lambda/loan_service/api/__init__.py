@@ -1,1 +1,1 @@
-"""HTTP layer: routers and their dependencies."""
+"""HTTP layer: the routes, their dependencies, FastAPI's application and error handlers."""

@@ -1,39 +1,38 @@
 """``POST /predict`` and ``POST /predict/batch``: the hot routes, one model call per request.
 
-Like MLflow's scoring server's hot route, these are served as plain Starlette routes
-(``RawBodyRoute``): the endpoint reads the raw body and returns a ``Response``. The body is
-validated by the loan book's ``LoanApplication`` / ``LoanBatch`` (built from the manifest's schema
-at start-up, ``PredictionService.request_models``) in pydantic-core's JSON mode (no ``json.loads``,
-no dict in between) and the answer is serialized by pydantic-core in one call (a batch's
-predictions are written from the scorer's columns, the same bytes,
-``LoanAssessor.answers_json``). FastAPI's body parsing, dependency resolution and
-response-model validation cost ~130 us of a ~210 us ``/predict`` here (``bench/serving.py``),
-more than the model and its reasons together.
+Like MLflow's scoring server's hot route, each endpoint takes the raw body and answers bytes. The
+body is validated by the loan book's ``LoanApplication`` / ``LoanBatch`` (built from the
+manifest's schema at start-up, ``PredictionService.request_models``) in pydantic-core's JSON mode
+(no ``json.loads``, no dict in between) and the answer is serialized by pydantic-core in one call
+(a batch's predictions are written from the scorer's columns, the same bytes,
+``LoanAssessor.answers_json``).
 
-They are still FastAPI routes for the OpenAPI document, which describes both bodies and every
-answer: ``openapi_extra`` names the request models (``application.create_app`` adds their schemas
-to the components) and ``response_model`` / ``responses`` the answers. An invalid body raises
-FastAPI's own ``RequestValidationError``, so every error answer comes from ``errors.py``.
+``main.app`` (``application.ServiceApp``) hands a request for one of them to it straight after
+the middleware: FastAPI's body parsing, dependency resolution, response-model validation and its
+exception and exit-stack layers are not on this path; they cost more than the model and its
+reasons together (``bench/serving.py``). Nothing here imports FastAPI, so a Lambda function's
+first prediction does not wait for it to load. FastAPI documents these routes from ``HOT_ROUTES``
+(``api/app.py``): both bodies and every answer are in ``/openapi.json``. An invalid body is
+answered in the shape of every other error (``loan_service.errors``).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
-from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from loan_service.api.deps import request_context_of, service_of
 from loan_service.errors import (
     JSON_CONTENT_TYPE,
     NUMBER_TOO_LONG_ERROR,
+    InvalidBody,
     capped_validation_error,
+    error_json,
     is_number_out_of_range,
 )
 from loan_service.schemas import (
@@ -43,6 +42,7 @@ from loan_service.schemas import (
     ValidationErrorPublic,
 )
 from loan_service.scoring import loans_to_matrix
+from loan_service.service import PredictionService, RequestContext
 
 PREDICT_PATH: Final = "/predict"
 PREDICT_BATCH_PATH: Final = "/predict/batch"
@@ -51,131 +51,130 @@ BATCH_SCHEMA: Final = "LoanBatch"
 """The request models' names in the OpenAPI components (``build_request_models`` names them)."""
 
 Body = TypeVar("Body", bound=BaseModel)
+Endpoint = Callable[[PredictionService, Scope, bytes], Awaitable[bytes]]
 
-
-class RawBodyRoute(APIRoute):
-    """Documented from its signature and options like any FastAPI route; served like a plain
-    Starlette route: ``endpoint(request) -> Response``, with the app's exception handlers.
-
-    The request it exists for - its method, on its exact path, no root path - is matched and
-    handled without FastAPI's general machinery (the path regex, the included-router context
-    lookups: a sixth of the app's own work for a ``POST /predict``, callgrind), with the same
-    child scope and the same call of ``self.app``; any other request goes to ``APIRoute``."""
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
-        super().__init__(path, endpoint, **options)
-        self.app = raw_body_app(endpoint)
-        methods = self.methods or set()
-        self._method = next(iter(methods)) if len(methods) == 1 else None
-
-    def _is_own(self, scope: Scope) -> bool:
-        return (
-            scope["type"] == "http"
-            and scope["method"] == self._method
-            and scope["path"] == self.path
-            and not scope.get("root_path")
-        )
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if self._is_own(scope):
-            path_params = dict(scope.get("path_params", {}))
-            child = {"endpoint": self.endpoint, "path_params": path_params, "route": self}
-            return Match.FULL, child
-        return super().matches(scope)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._is_own(scope):
-            await self.app(scope, receive, send)
-            return
-        await super().handle(scope, receive, send)
-
-
-def raw_body_app(endpoint: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
-    """Starlette's ``request_response`` without its second exception wrapper: what the endpoint
-    raises (``RequestValidationError``, ``HTTPException``, anything) reaches the app's
-    ``ExceptionMiddleware`` one layer up, which answers it with the same handlers on the same
-    scope, so every answer is the same; the hot routes save a wrapper and a closure per request."""
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        response = await endpoint(Request(scope, receive, send))
-        await response(scope, receive, send)
-
-    return app
-
-
-router = APIRouter(tags=["predictions"], route_class=RawBodyRoute)
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     413: {"model": ErrorPublic, "description": "Body over 1 MiB, or more than 1000 loans."},
     415: {"model": ErrorPublic, "description": "The body is not JSON."},
     422: {"model": ValidationErrorPublic, "description": "Each invalid field and why."},
     500: {"model": ErrorPublic, "description": "Internal error (no details are exposed)."},
 }
 _MISSING_BODY: Final = [{"type": "missing", "loc": ("body",), "msg": "Field required"}]
-
-
-def _request_body(name: str) -> dict[str, Any]:
-    """The operation's ``requestBody``, as FastAPI writes it for a model body parameter."""
-    schema = {"$ref": f"#/components/schemas/{name}"}
-    return {"requestBody": {"content": {"application/json": {"schema": schema}}, "required": True}}
+_JSON_TYPE: Final = (b"content-type", JSON_CONTENT_TYPE.encode())
 
 
 def _validated(model: type[Body], body: bytes) -> Body:
-    """``body`` as ``model`` (pydantic-core's JSON mode), or a ``RequestValidationError`` with the
-    first errors located under ``body`` (an empty body is a missing one, as in FastAPI)."""
+    """``body`` as ``model`` (pydantic-core's JSON mode), or ``InvalidBody`` with the first
+    errors located under ``body`` (an empty body is a missing one, as in FastAPI)."""
     if not body:
-        raise RequestValidationError(_MISSING_BODY)
+        raise InvalidBody(_MISSING_BODY)
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
         if is_number_out_of_range(error):
-            raise RequestValidationError([NUMBER_TOO_LONG_ERROR]) from None
+            raise InvalidBody([NUMBER_TOO_LONG_ERROR]) from None
         raise capped_validation_error(model, body, error) from None
 
 
-def _json(answer: Any) -> Response:
-    return Response(to_json(answer), media_type=JSON_CONTENT_TYPE)
-
-
-@router.post(
-    PREDICT_PATH,
-    response_model=PredictionPublic,
-    responses=ERROR_RESPONSES,
-    summary="Probability of default for one applicant",
-    openapi_extra=_request_body(APPLICATION_SCHEMA),
-)
-async def predict(request: Request) -> Response:
+async def predict(service: PredictionService, scope: Scope, body: bytes) -> bytes:
     """PD, decision at the threshold, risk band, grade, up to four reasons for a decline, and the
     expected loss."""
-    service = service_of(request)
-    loan = _validated(service.request_models.application, await request.body())
-    context = request_context_of(request)
+    loan = _validated(service.request_models.application, body)
+    context = RequestContext.of_scope(scope)
     # On Lambda (Mangum puts the event in the scope) each invocation is one request: no company.
-    alone = "aws.event" in request.scope
-    return _json(await service.predict_one(loan, PREDICT_PATH, context, alone=alone))
+    alone = "aws.event" in scope
+    return to_json(await service.predict_one(loan, PREDICT_PATH, context, alone=alone))
 
 
-@router.post(
-    PREDICT_BATCH_PATH,
-    response_model=BatchPredictionPublic,
-    responses=ERROR_RESPONSES,
-    summary="Probabilities of default for up to 1000 applicants",
-    openapi_extra=_request_body(BATCH_SCHEMA),
-)
-async def predict_batch(request: Request) -> Response:
+async def predict_batch(service: PredictionService, scope: Scope, body: bytes) -> bytes:
     """Same answer per loan as ``/predict``, in the input order, from ONE model call."""
-    service = service_of(request)
     models = service.request_models
-    body = await request.body()
     rows = models.batch_rows(body) if models.batch_rows is not None and body else None
     if rows is None:  # not a body the cheaper reader vouches for: LoanBatch reads it, or refuses
         rows = loans_to_matrix(_validated(models.batch, body).loans)
-    context = request_context_of(request)
+    context = RequestContext.of_scope(scope)
     # ``to_json`` of the ``BatchPredictionAnswer``, byte for byte, with the predictions written
     # from the scorer's columns (``PredictionService.predict_rows_json``).
-    body = b'{"predictions":%b,"model_version":%b,"request_id":%b}' % (
+    return b'{"predictions":%b,"model_version":%b,"request_id":%b}' % (
         service.predict_rows_json(rows, PREDICT_BATCH_PATH, context),
         to_json(service.model_version),
         to_json(context.request_id),
     )
-    return Response(body, media_type=JSON_CONTENT_TYPE)
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client is gone (or the body cap answered)."""
+    message = await receive()
+    if message["type"] != "http.request":
+        return None
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body  # the usual case: the body in one message
+    chunks = [body]
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-length", str(len(body)).encode()), _JSON_TYPE]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass(frozen=True, slots=True)
+class HotRoute:
+    """A ``POST`` route that reads its raw body: what answers it, and what documents it."""
+
+    path: str
+    endpoint: Endpoint
+    summary: str
+    request_schema: str
+    response_model: type[BaseModel]
+
+    @property
+    def description(self) -> str:
+        return inspect.cleandoc(self.endpoint.__doc__ or "")
+
+    def bind(self, service: PredictionService) -> ASGIApp:
+        """The ASGI app that answers this route for ``service``: the endpoint's bytes with 200,
+        an invalid body with its error answer; anything else it raises reaches
+        ``RequestContextMiddleware``, which logs it once and answers 500."""
+        endpoint = self.endpoint
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            body = await read_body(receive)
+            if body is None:
+                return
+            try:
+                answer = await endpoint(service, scope, body)
+            except InvalidBody as invalid:
+                status, message, extra = invalid.answer()
+                request_id = RequestContext.of_scope(scope).request_id
+                await send_json(send, status, error_json(status, message, request_id, **extra))
+                return
+            await send_json(send, 200, answer)
+
+        return app
+
+
+HOT_ROUTES: Final = (
+    HotRoute(
+        PREDICT_PATH,
+        predict,
+        summary="Probability of default for one applicant",
+        request_schema=APPLICATION_SCHEMA,
+        response_model=PredictionPublic,
+    ),
+    HotRoute(
+        PREDICT_BATCH_PATH,
+        predict_batch,
+        summary="Probabilities of default for up to 1000 applicants",
+        request_schema=BATCH_SCHEMA,
+        response_model=BatchPredictionPublic,
+    ),
+)
