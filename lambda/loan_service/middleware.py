@@ -160,9 +160,9 @@ class RequestContextMiddleware:
     ``Cache-Control: no-store`` (unless the app set its own of the same name), and a redirect
     never reflects ``Host``.
 
-    Also the last line of defence: an exception escaping the app is logged ONCE here, with the
-    request id, and answered with the 500 JSON (Starlette's own error middleware would re-raise
-    it to the server, which logs the same traceback a second time).
+    Also the last line of defence: an exception escaping the app is logged ONCE, with the request
+    id, and answered with the 500 JSON; it is not raised on to the server, which would log the
+    same traceback a second time.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -204,12 +204,13 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception:
-            _log.exception(
-                "unhandled error answering %s %s",
-                scope.get("method"),
-                scope.get("path"),
-                extra={"request_id": request_id},
-            )
+            if not state.get("error_logged"):  # FastAPI's handler logged its own (api/errors.py)
+                _log.exception(
+                    "unhandled error answering %s %s",
+                    scope.get("method"),
+                    scope.get("path"),
+                    extra={"request_id": request_id},
+                )
             if not response_started:
                 await send_error(send_with_headers, 500, INTERNAL_ERROR_MESSAGE, request_id)
 

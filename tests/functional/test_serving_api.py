@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -365,6 +366,39 @@ def test_an_internal_error_is_a_500_without_trace_path_or_file_name(
     assert response.headers["x-request-id"] == "boom-1"
     for leak in ("Traceback", "model.onnx", str(service.bundle.directory), ".py", "RuntimeError"):
         assert leak not in response.text
+
+
+@pytest.mark.parametrize("route", ["hot", "fastapi"])
+def test_an_internal_error_is_logged_once_wherever_it_is_raised(
+    client: TestClient,
+    service: PredictionService,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    route: str,
+) -> None:
+    """GIVEN a failure in a hot route (answered by ``RequestContextMiddleware``) or in one of
+    FastAPI's routes (answered by its handler, then raised on through the middleware) WHEN it is
+    answered THEN its traceback is logged exactly once, with the request id, and the answer is
+    the 500 JSON."""
+
+    def explode(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    if route == "hot":
+        monkeypatch.setattr(service.assessor, "assess_matrix", explode)
+    else:
+        monkeypatch.setattr(PredictionService, "health", explode)
+    with caplog.at_level(logging.ERROR):
+        response = (
+            client.post("/predict", json=TYPICAL_LOAN, headers={"x-request-id": "once-1"})
+            if route == "hot"
+            else client.get("/health", headers={"x-request-id": "once-1"})
+        )
+    assert (response.status_code, response.json()["error"]) == (500, "internal_error")
+    logged = [record for record in caplog.records if record.exc_info is not None]
+    assert [(record.getMessage().split()[:3], record.request_id) for record in logged] == [
+        (["unhandled", "error", "answering"], "once-1")
+    ]
 
 
 # --- the other endpoints -------------------------------------------------------------------------

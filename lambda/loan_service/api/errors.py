@@ -92,8 +92,10 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
 async def unhandled_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Log the traceback server-side; answer 500 with a fixed message.
 
-    ``RequestContextMiddleware`` answers errors escaping the routes; this handler covers what
-    fails outside it (Starlette's outermost error middleware)."""
+    Starlette's error middleware calls this, answers, and raises the error on to
+    ``RequestContextMiddleware``, which answers and logs what the hot routes raise: the flag in
+    the request's state tells it this one is logged already."""
+    request.state.error_logged = True
     _log.error(
         "unhandled error answering %s %s",
         request.method,
