@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loan_service import limit_blas_threads, long_lived_startup
+from loan_service import long_lived_startup, prepare_process
 
-limit_blas_threads()  # before anything imports numpy
+prepare_process()  # before anything imports numpy or pydantic
 
 with long_lived_startup():
     from loan_service.application import build_service, create_app

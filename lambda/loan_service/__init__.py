@@ -10,12 +10,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-def limit_blas_threads() -> None:
-    """Call before anything imports numpy: its OpenBLAS would start a thread per core at import,
-    ~60 ms of CPU on a 2-core machine (a tenth of the cold start), and threads that compete with
-    the uvicorn workers. Serving multiplies a few 7 x 6 matrices; one BLAS thread is plenty. An
-    explicit setting in the environment wins."""
+def prepare_process() -> None:
+    """Call before anything imports numpy or pydantic; an explicit setting in the environment wins.
+
+    * One BLAS thread: numpy's OpenBLAS would start a thread per core at import, ~60 ms of CPU on
+      a 2-core machine (a tenth of the cold start), and threads that compete with the uvicorn
+      workers. Serving multiplies a few 7 x 6 matrices; one BLAS thread is plenty.
+    * No pydantic plugins: the service uses none, and looking for them reads the entry points of
+      every installed distribution when the first model is built, on the way to the first answer.
+    """
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
 @contextmanager

@@ -40,7 +40,7 @@ import uvicorn
 from uvicorn.config import LOG_LEVELS, STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from loan_service import limit_blas_threads, long_lived_startup
+from loan_service import long_lived_startup, prepare_process
 from loan_service.env_names import (
     DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
     DEFAULT_KEEP_ALIVE_TIMEOUT,
@@ -79,7 +79,7 @@ STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 def load_app() -> ServiceApp:
     """The app ``main.app`` is, built from the environment; an unusable artifact folder or an
     invalid setting ends the process with one line, not a traceback."""
-    limit_blas_threads()
+    prepare_process()
     with long_lived_startup():
         from pydantic import ValidationError
 

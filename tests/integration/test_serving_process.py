@@ -66,7 +66,13 @@ def test_serving_on_onnx_loads_no_sklearn_scipy_pandas_or_mlflow(trained_artifac
 
 
 FIRST_PREDICTION_THEN_THE_REST = """
-import json, sys
+import importlib.metadata, json, sys
+searched = []
+entry_points = importlib.metadata.entry_points
+def spy(**selection):
+    searched.append(selection.get("group"))
+    return entry_points(**selection)
+importlib.metadata.entry_points = spy  # before pydantic imports it
 import main
 from tests.support.events import load_project_event, response_json, shape_event
 from tests.support.lambda_context import FakeLambdaContext
@@ -75,18 +81,21 @@ event = load_project_event("apigw-http-v2-prod-stage.json")
 prediction = main.handler(shape_event(event, "POST", "/prod/predict", body=TYPICAL_LOAN),
                           FakeLambdaContext())
 fastapi_after_prediction = "fastapi" in sys.modules
+searched_for_plugins = "pydantic" in searched
 health = main.handler(shape_event(event, "GET", "/prod/health"), FakeLambdaContext())
 print(json.dumps({"prediction": prediction["statusCode"], "health": health["statusCode"],
                   "status": response_json(health)["status"],
                   "fastapi_after_prediction": fastapi_after_prediction,
+                  "searched_for_pydantic_plugins": searched_for_plugins,
                   "fastapi_after_health": "fastapi" in sys.modules}))
 """
 
 
 def test_a_lambda_functions_first_prediction_never_imports_fastapi(trained_artifacts: Path) -> None:
     """GIVEN a fresh interpreter (a Lambda cold start) WHEN it imports main and answers a
-    ``POST /predict`` THEN FastAPI, the largest import of all, was never loaded; the first request
-    for another path loads it and is answered as always."""
+    ``POST /predict`` THEN FastAPI, the largest import of all, was never loaded, nor were the
+    installed distributions searched for pydantic plugins; the first request for another path
+    loads FastAPI and is answered as always."""
     result = run_python(FIRST_PREDICTION_THEN_THE_REST, trained_artifacts)
     assert result.returncode == 0, result.stderr
     assert last_json_line(result.stdout) == {
@@ -94,6 +103,7 @@ def test_a_lambda_functions_first_prediction_never_imports_fastapi(trained_artif
         "health": 200,
         "status": "ok",
         "fastapi_after_prediction": False,
+        "searched_for_pydantic_plugins": False,
         "fastapi_after_health": True,
     }
 
