@@ -346,6 +346,23 @@ def test_main_app_hands_a_request_to_a_hot_route_exactly_when_fastapi_would(
     assert reached == [fastapi_choice]
 
 
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+def test_fastapi_routed_to_a_documented_hot_route_answers_as_main_app_does(
+    apps: tuple[ServiceApp, PredictionService], path: str
+) -> None:
+    """GIVEN the FastAPI application reached on its own (``main.app`` never hands it a hot
+    route's request) WHEN it routes a valid body to a documented hot route THEN the bound hot
+    route answers it, with the body ``main.app`` gives."""
+    app, _ = apps
+    body = json.dumps({"loans": [TYPICAL_LOAN]} if path == "/predict/batch" else TYPICAL_LOAN)
+    scope = {**scope_with_id(body.encode(), 0), "path": path, "raw_path": path.encode()}
+
+    through_main = call(app, dict(scope), [body.encode()])
+    through_fastapi = call(app.api, dict(scope), [body.encode()])
+
+    assert (through_fastapi[0], through_fastapi[2]) == (200, through_main[2])
+
+
 async def receive_nothing() -> Message:
     return {"type": "http.disconnect"}
 
