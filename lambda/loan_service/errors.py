@@ -62,13 +62,9 @@ def error_payload(status: int, message: str, request_id: str, **extra: Any) -> d
     return {"error": error_code(status), "message": message, "request_id": request_id, **extra}
 
 
-def error_body(status: int, message: str, request_id: str) -> bytes:
-    """Pre-serialized body for the pure ASGI middleware, which answers without FastAPI."""
-    return json.dumps(error_payload(status, message, request_id)).encode()
-
-
-def error_json(status: int, message: str, request_id: str, **extra: Any) -> bytes:
-    """The error as a route answers it: the bytes of Starlette's ``JSONResponse`` of it."""
+def error_body(status: int, message: str, request_id: str, **extra: Any) -> bytes:
+    """The error's JSON, as every answer without FastAPI writes it (the middleware's, the hot
+    routes', the Lambda adapter's): the bytes of Starlette's ``JSONResponse`` of it."""
     payload = error_payload(status, message, request_id, **extra)
     return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 

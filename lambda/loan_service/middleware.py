@@ -30,7 +30,7 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 _REQUEST_ID_BYTES: Final = REQUEST_ID_HEADER.encode()
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._~:@/+=-]{1,128}$")
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
-_JSON_HEADERS: Final = [(b"content-type", JSON_CONTENT_TYPE.encode())]
+_JSON_TYPE: Final = (b"content-type", JSON_CONTENT_TYPE.encode())
 _CONNECTION_CLOSE: Final = (b"connection", b"close")
 
 _log = logging.getLogger(__name__)
@@ -72,14 +72,21 @@ def request_state(scope: Scope) -> dict[str, Any]:
     return state
 
 
+async def send_json(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
+    """A JSON answer in its two messages; ``close`` asks the HTTP server to close the connection
+    after it (so the rest of an over-limit body is never read)."""
+    headers = [(b"content-length", str(len(body)).encode()), _JSON_TYPE]
+    if close:
+        headers.append(_CONNECTION_CLOSE)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def send_error(
     send: Send, status: int, message: str, request_id: str, *, close: bool = False
 ) -> None:
-    """The JSON error; ``close`` asks the HTTP server to close the connection after it (so the
-    rest of an over-limit body is never read)."""
-    headers = [*_JSON_HEADERS, _CONNECTION_CLOSE] if close else _JSON_HEADERS
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": error_body(status, message, request_id)})
+    """The JSON error (``error_body``)."""
+    await send_json(send, status, error_body(status, message, request_id), close=close)
 
 
 # The web page is all inline (no CDN: the function may have no internet route); its <meta> policy

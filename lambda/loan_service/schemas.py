@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import attrgetter, ge, gt, itemgetter, le
 from typing import Annotated, Any, Final, Literal, TypedDict
 
 import numpy as np
@@ -178,14 +178,14 @@ def build_batch_rows(book: BookSchema) -> BatchRows | None:
     integer compare alike); anything else is None and goes to ``LoanBatch``. A count's ``-0.0``
     is row ``0.0``, as ``LoanBatch`` reads it. Books with categories (and bounds that are not
     exact floats) keep ``LoanBatch`` alone."""
-    checks: list[tuple[int, str, float]] = []  # (column, operator, bound)
+    checks: list[tuple[int, Callable[[Any, float], Any], float]] = []  # (column, test, bound)
     for column, feature in enumerate(book.features):
         bounds = (feature.min, feature.greater_than, feature.max)
         if feature.is_category or any(b is not None and float(b) != b for b in bounds):
             return None
-        for operator, bound in zip(("ge", "gt", "le"), bounds, strict=True):
+        for test, bound in zip((ge, gt, le), bounds, strict=True):
             if bound is not None:
-                checks.append((column, operator, float(bound)))
+                checks.append((column, test, float(bound)))
     number = core_schema.float_schema(strict=True, allow_inf_nan=False)
     loan = core_schema.dict_schema(core_schema.str_schema(strict=True), number, strict=True)
     loans = core_schema.list_schema(loan, min_length=1, max_length=MAX_BATCH_LOANS, strict=True)
@@ -216,15 +216,8 @@ def build_batch_rows(book: BookSchema) -> BatchRows | None:
                 ).reshape(len(loans), width)
         except (ValueError, KeyError):  # ValidationError, not even text, a field missing
             return None
-        for column, operator, bound in checks:
-            values = rows[:, column]
-            if operator == "ge":
-                inside = values >= bound
-            elif operator == "gt":
-                inside = values > bound
-            else:
-                inside = values <= bound
-            if not inside.all():
+        for column, test, bound in checks:
+            if not test(rows[:, column], bound).all():
                 return None
         if counts:
             whole = rows[:, counts]

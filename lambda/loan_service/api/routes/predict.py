@@ -28,13 +28,13 @@ from pydantic_core import to_json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loan_service.errors import (
-    JSON_CONTENT_TYPE,
     NUMBER_TOO_LONG_ERROR,
     InvalidBody,
     capped_validation_error,
-    error_json,
+    error_body,
     is_number_out_of_range,
 )
+from loan_service.middleware import send_json
 from loan_service.schemas import (
     BatchPredictionPublic,
     ErrorPublic,
@@ -60,7 +60,6 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     500: {"model": ErrorPublic, "description": "Internal error (no details are exposed)."},
 }
 _MISSING_BODY: Final = [{"type": "missing", "loc": ("body",), "msg": "Field required"}]
-_JSON_TYPE: Final = (b"content-type", JSON_CONTENT_TYPE.encode())
 
 
 def _validated(model: type[Body], body: bytes) -> Body:
@@ -120,12 +119,6 @@ async def read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-async def send_json(send: Send, status: int, body: bytes) -> None:
-    headers = [(b"content-length", str(len(body)).encode()), _JSON_TYPE]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 @dataclass(frozen=True, slots=True)
 class HotRoute:
     """A ``POST`` route that reads its raw body: what answers it, and what documents it."""
@@ -155,7 +148,7 @@ class HotRoute:
             except InvalidBody as invalid:
                 status, message, extra = invalid.answer()
                 request_id = RequestContext.of_scope(scope).request_id
-                await send_json(send, status, error_json(status, message, request_id, **extra))
+                await send_json(send, status, error_body(status, message, request_id, **extra))
                 return
             await send_json(send, 200, answer)
 
